@@ -1,0 +1,3 @@
+from embedclf.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""``embedclf encode`` and ``embedclf cache info|clear``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from embedclf.cli import app
+from embedclf.cli.options import (BatchSize, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength, Model,
+                                  NoCache, Normalize, Pooling, Precision, Strict, Task, TextCol, data_options,
+                                  encoder_options, say)
+
+
+@app.command()
+def encode(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, JSON lines or Parquet file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Also write the embeddings, in input order, to this .npy file.")] = None,
+    chunk_size: Annotated[int, typer.Option(help="Texts per cache commit; a killed run loses at most one chunk.")] = 1024,
+    columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
+    label_names: LabelNames = None, task: Task = None, strict: Strict = False,
+    model: Model = None, batch_size: BatchSize = 32, max_length: MaxLength = None, pooling: Pooling = None,
+    normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", cache: Cache = None,
+    no_cache: NoCache = False,
+):
+    """Encode the texts of DATA into embeddings, through the cache: a text seen before is never re-encoded."""
+    from embedclf.encode.encoder import Encoder
+    from embedclf.io import save_matrix
+
+    dataset = data_options(columns, text_col, label_col, label_sep, label_names, task, strict).load(data)
+    say(dataset.summary())
+    encoder = Encoder(**encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, cache,
+                                        no_cache), chunk_size=chunk_size)
+    matrix = encoder.encode(dataset.texts)
+    report = encoder.last_report
+    say(f"encoded with {encoder.ref.describe()}, {encoder.pooling} pooling, max {encoder.max_length} tokens, "
+        f"{encoder.precision}: {report.summary(encoder.max_length)}")
+    if report.cache_dir:
+        say(f"embeddings cached in {report.cache_dir} ({matrix.shape[1]} dims)")
+    if out is not None:
+        save_matrix(out, matrix)
+        say(f"wrote {matrix.shape[0]:,} x {matrix.shape[1]} matrix to {out}")
+
+
+cache_app = typer.Typer(help="Inspect or empty the embedding cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(cache: Cache = None):
+    """List the cache's spaces (one per model and encoding setting): entries, size on disk, age."""
+    from embedclf.encode.cache import EmbeddingCache, format_age
+
+    store = EmbeddingCache(cache)
+    spaces = store.spaces()
+    if not spaces:
+        say(f"{store.root}: empty")
+        return
+    typer.echo(f"{'space':<16}  {'entries':>9}  {'size':>9}  {'modified':>9}  model")
+    for info in spaces:
+        c = info.config
+        setting = f"{c.get('pooling')}, {c.get('max_length')} tok, {c.get('precision')}" + \
+            ("" if c.get("normalize", True) else ", unnormalised")
+        typer.echo(f"{info.id:<16}  {info.entries:>9,}  {info.size_bytes / 2**20:>7.1f}MB  {format_age(info.modified):>9}  "
+                   f"{c.get('model')} [{str(c.get('fingerprint', ''))[:12]}] ({setting})")
+    total = sum(i.size_bytes for i in spaces)
+    say(f"{store.root}: {len(spaces)} spaces, {sum(i.entries for i in spaces):,} entries, {total / 2**20:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache: Cache = None,
+    model: Annotated[Optional[str], typer.Option(help="Only this model's vectors (its name or fingerprint prefix).")] = None,
+):
+    """Delete cached embeddings: all of them, or one model's."""
+    from embedclf.encode.cache import EmbeddingCache
+
+    store = EmbeddingCache(cache)
+    removed = store.clear(model)
+    say(f"removed {len(removed)} spaces, {sum(i.entries for i in removed):,} entries, "
+        f"{sum(i.size_bytes for i in removed) / 2**20:.1f} MB from {store.root}")

@@ -1,0 +1,1 @@
+"""Encoding texts into embeddings, through a content-addressed on-disk cache."""

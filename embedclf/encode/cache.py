@@ -1,0 +1,257 @@
+"""A content-addressed, append-only embedding cache on disk.
+
+Layout under the cache root::
+
+    <root>/<space>/space.json          what produced these vectors (model fingerprint, pooling, ...)
+    <root>/<space>/shards/*.npy        append-only shards: records of (sha256 of text, tokens, vector)
+    <root>/<space>/.lock               held while a shard is committed
+    <root>/fingerprints.json           memo of model fingerprints
+
+A *space* is one encoding configuration: every setting that changes a vector is in its id, so
+vectors of different models, poolings, lengths, normalisations or precisions never mix. Inside a
+space a vector is found by the sha256 of its text. A shard is written to a temporary file and
+renamed into place, so it either exists whole or not at all: a process killed at any moment loses
+only the shard it was writing, and the next run re-encodes just that. Reading maps shards into
+memory and gathers rows with numpy; the only per-text work is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from embedclf.errors import EmbedclfError
+from embedclf.io import atomic_write_text
+
+DEFAULT_CACHE = "cache"
+CACHE_ENV = "EMBEDCLF_CACHE"
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE))
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def shard_dtype(dim: int) -> np.dtype:
+    return np.dtype([("key", "V32"), ("tokens", "<u4"), ("vector", "<f4", (dim,))])
+
+
+def space_id(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CacheSpace:
+    """The vectors of one encoding configuration. Create it through :meth:`EmbeddingCache.space`."""
+
+    def __init__(self, directory: Path, config: dict):
+        self.directory = Path(directory)
+        self.config = config
+        self.shard_dir = self.directory / "shards"
+        self._index: dict[bytes, tuple[int, int]] = {}
+        self._shards: list[np.ndarray] = []
+        self._shard_names: list[str] = []
+        self._dim: int | None = config.get("dimension")
+
+    # -- reading -----------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Map shards committed since the last look (by this or another process)."""
+        if not self.shard_dir.is_dir():
+            return
+        known = set(self._shard_names)
+        for path in sorted(self.shard_dir.glob("[0-9]*.npy")):
+            if path.name in known:
+                continue
+            try:
+                records = np.load(path, mmap_mode="r")
+            except (ValueError, OSError) as exc:  # never written by us half-way; say what it is
+                raise EmbedclfError(f"{path}: unreadable cache shard ({exc}); remove it or run 'embedclf cache clear'") from None
+            shard_number = len(self._shards)
+            self._shards.append(records)
+            self._shard_names.append(path.name)
+            keys = records["key"].tobytes()
+            for row, start in enumerate(range(0, len(keys), 32)):
+                self._index.setdefault(keys[start:start + 32], (shard_number, row))
+            if self._dim is None and len(records):
+                self._dim = records.dtype["vector"].shape[0]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._index
+
+    def missing(self, keys: Iterable[bytes]) -> list[bytes]:
+        return [k for k in keys if k not in self._index]
+
+    def get(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors and token counts for ``keys``, in order; every key must be present."""
+        locations = np.array([self._index[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        dim = self._dim or 0
+        vectors = np.empty((len(keys), dim), dtype=np.float32)
+        tokens = np.empty(len(keys), dtype=np.int64)
+        for shard_number in np.unique(locations[:, 0]):
+            where = np.flatnonzero(locations[:, 0] == shard_number)
+            rows = locations[where, 1]
+            order = np.argsort(rows, kind="stable")  # sorted reads are kinder to the page cache
+            records = self._shards[shard_number][rows[order]]
+            vectors[where[order]] = records["vector"]
+            tokens[where[order]] = records["tokens"]
+        return vectors, tokens
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, keys: Sequence[bytes], vectors: np.ndarray, tokens: Sequence[int]) -> int:
+        """Commit a shard with the vectors of ``keys`` not yet cached. Returns how many were new."""
+        from filelock import FileLock
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(keys):
+            raise ValueError("vectors must be a (len(keys), dim) matrix")
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.directory / ".lock")):
+            self.refresh()  # another process may have committed some of these meanwhile
+            self._remove_orphans()
+            new = _first_new(keys, self._index)
+            if not new:
+                return 0
+            records = np.empty(len(new), dtype=shard_dtype(vectors.shape[1]))
+            records["key"] = np.frombuffer(b"".join(keys[i] for i in new), dtype="V32")
+            records["tokens"] = np.asarray(tokens, dtype=np.int64)[new]
+            records["vector"] = vectors[new]
+            number = len(list(self.shard_dir.glob("[0-9]*.npy"))) + 1
+            final = self.shard_dir / f"{number:08d}-{uuid.uuid4().hex[:8]}.npy"
+            tmp = self.shard_dir / f".tmp-{final.name}"
+            with open(tmp, "wb") as handle:
+                np.save(handle, records)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.shard_dir)
+            self.refresh()
+        return len(new)
+
+    def _remove_orphans(self) -> None:
+        """Delete temporary files of writers that died mid-shard (safe: we hold the lock)."""
+        for tmp in self.shard_dir.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.shard_dir.glob("*.npy")) if self.shard_dir.is_dir() else 0
+
+
+def _first_new(keys: Sequence[bytes], index: dict) -> list[int]:
+    seen: set[bytes] = set()
+    new = []
+    for i, key in enumerate(keys):
+        if key not in index and key not in seen:
+            seen.add(key)
+            new.append(i)
+    return new
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class SpaceInfo:
+    id: str
+    config: dict
+    entries: int
+    shards: int
+    size_bytes: int
+    modified: float
+
+
+class EmbeddingCache:
+    """The cache root: one :class:`CacheSpace` per encoding configuration."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise EmbedclfError(f"{self.root}: the cache must be a directory")
+
+    @property
+    def fingerprint_memo(self) -> Path:
+        return self.root / "fingerprints.json"
+
+    def space(self, config: dict) -> CacheSpace:
+        directory = self.root / space_id(config)
+        meta = directory / "space.json"
+        if not meta.exists():
+            try:
+                atomic_write_text(meta, json.dumps(config, indent=2, sort_keys=True))
+            except OSError as exc:
+                raise EmbedclfError(f"{self.root}: cannot write to the cache ({exc.strerror})") from None
+        space = CacheSpace(directory, config)
+        space.refresh()
+        return space
+
+    def spaces(self) -> list[SpaceInfo]:
+        infos = []
+        for meta in sorted(self.root.glob("*/space.json")) if self.root.is_dir() else []:
+            directory = meta.parent
+            try:
+                config = json.loads(meta.read_text())
+            except ValueError:
+                config = {}
+            shards = sorted((directory / "shards").glob("[0-9]*.npy"))
+            entries = 0
+            for shard in shards:
+                try:
+                    entries += len(np.load(shard, mmap_mode="r"))
+                except (ValueError, OSError):
+                    pass
+            size = sum(p.stat().st_size for p in shards)
+            modified = max([p.stat().st_mtime for p in shards] + [meta.stat().st_mtime])
+            infos.append(SpaceInfo(directory.name, config, entries, len(shards), size, modified))
+        return infos
+
+    def clear(self, model: str | None = None) -> list[SpaceInfo]:
+        """Delete every space, or those whose model name or fingerprint starts with ``model``."""
+        from filelock import FileLock
+
+        removed = []
+        for info in self.spaces():
+            if model is not None and not _matches_model(info.config, model):
+                continue
+            directory = self.root / info.id
+            with FileLock(str(directory / ".lock")):
+                shutil.rmtree(directory / "shards", ignore_errors=True)
+                (directory / "space.json").unlink(missing_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(info)
+        return removed
+
+
+def _matches_model(config: dict, model: str) -> bool:
+    name = str(config.get("model", ""))
+    return model in (name, Path(name).name) or str(config.get("fingerprint", "")).startswith(model) and len(model) >= 6
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0.0, time.time() - seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

@@ -1,0 +1,44 @@
+"""Writing result files safely: a file is replaced only by an atomic rename."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from embedclf.errors import EmbedclfError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise EmbedclfError(f"{path}: --out must end in .npy")
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(matrix))
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
