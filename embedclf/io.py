@@ -32,10 +32,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
+def check_matrix_path(path: str | Path) -> Path:
+    """Fail before any work is done if ``path`` cannot take a matrix."""
     path = Path(path)
     if path.suffix != ".npy":
         raise EmbedclfError(f"{path}: --out must end in .npy")
+    if path.is_dir():
+        raise EmbedclfError(f"{path}: is a directory")
+    return path
+
+
+def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
+    path = check_matrix_path(path)
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(matrix))
     try:

@@ -26,8 +26,10 @@ def encode(
 ):
     """Encode the texts of DATA into embeddings, through the cache: a text seen before is never re-encoded."""
     from embedclf.encode.encoder import Encoder
-    from embedclf.io import save_matrix
+    from embedclf.io import check_matrix_path, save_matrix
 
+    if out is not None:
+        check_matrix_path(out)
     dataset = data_options(columns, text_col, label_col, label_sep, label_names, task, strict).load(data)
     say(dataset.summary())
     encoder = Encoder(**encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, cache,

@@ -171,6 +171,7 @@ class Encoder:
         fresh_vectors: list[np.ndarray] = []
         fresh_tokens: list[np.ndarray] = []
         if todo:
+            self.model  # load first: texts/s measures encoding, not start-up
             encode_start = time.perf_counter()
             for chunk, vectors, tokens in self._encode_missing([texts[i] for i in todo]):
                 chunk_keys = [keys[todo[j]] for j in chunk]

@@ -1,0 +1,1 @@
+"""Post-processing of predicted labels: decision thresholds and label co-occurrence rules."""

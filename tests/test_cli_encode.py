@@ -1,0 +1,83 @@
+"""The ``embedclf encode`` and ``embedclf cache`` commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "embedclf", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_encode_writes_matrix_and_summary_then_reuses_cache(tiny_model, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("title,body\nGood,movie\nBad,film\n,\nGood,movie\n")
+    out = tmp_path / "X.npy"
+    args = ["encode", data, "--text-col", "title", "--text-col", "body", "--model", tiny_model,
+            "--cache", tmp_path / "cache", "--device", "cpu", "--out", out]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    assert "read 4 rows" in first.stderr and "1 skipped (empty text)" in first.stderr
+    assert "3 texts, 2 distinct, 0 cached, 2 encoded" in first.stderr and "texts/s" in first.stderr
+    assert f"embeddings cached in {tmp_path / 'cache'}" in first.stderr
+    X = np.load(out)
+    assert X.shape == (3, 32)
+    np.testing.assert_array_equal(X[0], X[2])
+    second = run(*args)
+    assert "2 cached, 0 encoded" in second.stderr
+    np.testing.assert_array_equal(np.load(out), X)
+    info = run("cache", "info", "--cache", tmp_path / "cache")
+    assert info.returncode == 0 and "1 spaces, 2 entries" in info.stderr and tiny_model in info.stdout
+    cleared = run("cache", "clear", "--cache", tmp_path / "cache")
+    assert "removed 1 spaces, 2 entries" in cleared.stderr
+    assert "empty" in run("cache", "info", "--cache", tmp_path / "cache").stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["encode", "absent.csv"], "absent.csv: no such file"),
+    (["encode", "{data}", "--text-col", "body"], "no column 'body'"),
+    (["encode", "{bad}"], "not valid UTF-8 (line 2"),
+    (["encode", "{data}", "--pooling", "weird"], "unknown pooling 'weird'"),
+    (["encode", "{data}", "--model", "{tmp}/no-model-here"], "no such model directory"),
+    (["encode", "{data}", "--out", "{tmp}/X.txt"], "--out must end in .npy"),
+    (["encode", "{data}", "--strict", "--text-col", "maybe"], "row 2: empty text"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_model, tmp_path, args, message):
+    (tmp_path / "d.csv").write_text("text,maybe\nhello there,x\nhi,\n")
+    (tmp_path / "bad.csv").write_bytes(b"text\n\xff\xfe\n")
+    fill = dict(data=tmp_path / "d.csv", bad=tmp_path / "bad.csv", tmp=tmp_path)
+    args = [a.format(**fill) for a in args]
+    if "--model" not in args:
+        args += ["--model", tiny_model]
+    result = run(*args, "--cache", tmp_path / "cache", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.real_model
+def test_real_default_model_on_goemotions(tmp_path):
+    from embedclf.data import load_dataset
+    from embedclf.encode.encoder import Encoder
+
+    ds = load_dataset(shared_file("goemotions", "dev.tsv"), ["text"], columns=["text", "labels", "id"])
+    encoder = Encoder(cache=tmp_path / "cache", device="cpu")
+    X = encoder.encode(ds.texts[:200])
+    assert X.shape == (200, 384)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    a, b, c = encoder.encode(["I am so happy today, this is wonderful!", "Today I feel really glad and joyful.",
+                              "The committee postponed the vote on the tax bill."])
+    assert a @ b > a @ c + 0.2 and a @ b > b @ c + 0.2
+    again = Encoder(cache=tmp_path / "cache", device="cpu")
+    np.testing.assert_array_equal(again.encode(ds.texts[:200]), X)
+    assert again.last_report.encoded == 0
