@@ -50,3 +50,33 @@ def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
         raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+TABLE_FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
+
+
+def write_table(frame, path: str | Path) -> None:
+    """Write a DataFrame as CSV, TSV, JSON lines or Parquet (by extension), atomically."""
+    path = check_table_path(path)
+    buffer = io.BytesIO()
+    if path.suffix == ".csv":
+        frame.to_csv(buffer, index=False)
+    elif path.suffix == ".tsv":
+        frame.to_csv(buffer, index=False, sep="\t")
+    elif path.suffix == ".jsonl":
+        frame.to_json(buffer, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(buffer, index=False)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def check_table_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix not in TABLE_FORMATS:
+        raise EmbedclfError(f"{path}: output must end in one of {', '.join(TABLE_FORMATS)}")
+    if path.is_dir():
+        raise EmbedclfError(f"{path}: is a directory")
+    return path

@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.metrics import f1_score
 
 from embedclf.errors import EmbedclfError
 from embedclf.postprocess.cooccur import CooccurrenceRules, select_threshold
@@ -80,7 +81,7 @@ def test_min_support_and_zero_support():
 
 
 def test_empty_rows_stay_empty_and_input_is_not_changed():
-    rules = CooccurrenceRules(0.9, 5).fit(CHAIN, ["A", "B", "C"])
+    rules = CooccurrenceRules(0.8, 5).fit(CHAIN, ["A", "B", "C"])
     Y_pred = np.array([[0, 0, 0], [1, 0, 0]], dtype=np.int8)
     Y_new, added = rules.apply(Y_pred)
     assert Y_new.tolist() == [[0, 0, 0], [1, 1, 1]] and added[0].tolist() == [0, 0, 0]
@@ -113,7 +114,7 @@ def test_save_load_round_trip(tmp_path):
     rules.save(path)
     document = json.loads(path.read_text())
     assert document["threshold"] == 0.5 and document["min_support"] == 5
-    assert document["labels"] == [{"name": "A", "count": 5}, {"name": "B", "count": 10}, {"name": "C", "count": 20}]
+    assert document["labels"] == [{"name": "A", "count": 10}, {"name": "B", "count": 14}, {"name": "C", "count": 32}]
     confidences = [(r["confidence"], r["support"]) for r in document["rules"]]
     assert confidences == sorted(confidences, key=lambda c: (-c[0], -c[1]))
     loaded = CooccurrenceRules.load(path)
@@ -135,18 +136,18 @@ def test_load_errors(tmp_path):
 
 
 def test_graph_and_graphml(tmp_path):
-    rules = CooccurrenceRules(0.9, 5).fit(CHAIN, ["A", "B", "C"])
+    rules = CooccurrenceRules(0.8, 5).fit(CHAIN, ["A", "B", "C"])
     path = tmp_path / "rules.graphml"
     rules.save_graphml(path)
     graph = nx.read_graphml(path)
-    assert set(graph.edges) == {("A", "B"), ("A", "C"), ("B", "C")}
-    assert graph.nodes["C"]["count"] == 20
-    assert graph.edges["B", "C"]["confidence"] == pytest.approx(1.0) and graph.edges["B", "C"]["joint"] == 10
+    assert set(graph.edges) == {("A", "B"), ("B", "C")}
+    assert graph.nodes["C"]["count"] == 32
+    assert graph.edges["B", "C"]["confidence"] == pytest.approx(12 / 14) and graph.edges["B", "C"]["joint"] == 12
 
 
-@pytest.mark.parametrize("threshold", [0.9, 1.0])
+@pytest.mark.parametrize("threshold", [0.5, 1.0])
 def test_plot_writes_a_png(tmp_path, threshold):
-    Y = CHAIN if threshold == 0.9 else matrix(rows(5, [0], [1]), 3)  # the second case has no rules
+    Y = CHAIN if threshold == 0.5 else matrix(rows(5, [0], [1]), 3)  # the second case has no rules
     rules = CooccurrenceRules(threshold, 5).fit(Y, ["A", "B", "C"])
     path = tmp_path / "rules.png"
     rules.plot(path)
@@ -155,17 +156,17 @@ def test_plot_writes_a_png(tmp_path, threshold):
 
 
 def test_align_to_a_model_with_other_label_order():
-    rules = CooccurrenceRules(0.9, 5).fit(CHAIN, ["A", "B", "C"])
-    # The model orders its labels C, X, A and has no B: A -> B is dropped, but A -> B -> C still holds.
+    rules = CooccurrenceRules(0.8, 5).fit(CHAIN, ["A", "B", "C"])
+    # The model orders its labels C, X, A and has no B: both rules go, but A -> B -> C still holds.
     aligned = rules.align(["C", "X", "A"])
-    assert aligned.dropped_labels_ == ["B"] and aligned.dropped_rules_ == 2
-    assert pairs(aligned) == {("A", "C")}
+    assert aligned.dropped_labels_ == ["B"] and aligned.dropped_rules_ == 2 and aligned.rules_ == []
+    assert aligned.label_counts_.tolist() == [32, 0, 10]
     Y_new, added = rules.apply(np.array([[0, 0, 1], [0, 1, 0]]), label_names=["C", "X", "A"])
     assert Y_new.tolist() == [[1, 0, 1], [0, 1, 0]] and added.tolist() == [[1, 0, 0], [0, 0, 0]]
 
 
 def test_rules_for_other_labels_raise(tmp_path):
-    rules = CooccurrenceRules(0.9, 5).fit(CHAIN, ["A", "B", "C"])
+    rules = CooccurrenceRules(0.8, 5).fit(CHAIN, ["A", "B", "C"])
     rules.save(tmp_path / "rules.json")
     loaded = CooccurrenceRules.load(tmp_path / "rules.json")
     with pytest.raises(EmbedclfError, match="rules file .*rules.json is for other labels than the model's"):
@@ -186,6 +187,9 @@ def test_select_threshold_picks_the_predictable_threshold():
     assert by_threshold[None]["n_rules"] == 0 and by_threshold[None]["micro_f1"] == pytest.approx(2 * 8 / (8 + 12))
     assert [by_threshold[t]["n_rules"] for t in (0.5, 0.7, 0.8, 0.9, 1.0)] == [4, 4, 2, 2, 2]
     assert by_threshold[1.0]["micro_f1"] == 1.0 and by_threshold[0.5]["micro_f1"] < 1.0
+    with_c = CooccurrenceRules(0.5, 5).fit(Y_train, names).apply(Y_pred)[0]  # the scores agree with sklearn's
+    assert by_threshold[0.5]["micro_f1"] == pytest.approx(f1_score(Y_true, with_c, average="micro"))
+    assert by_threshold[0.5]["macro_f1"] == pytest.approx(f1_score(Y_true, with_c, average="macro"))
     # Rules that only hurt: the baseline (None) wins.
     best, _ = select_threshold(Y_train, names, matrix(rows(4, [0]), 3), matrix(rows(4, [0]), 3), grid=(0.9,))
     assert best is None

@@ -36,7 +36,7 @@ class CooccurrenceRules(BaseEstimator):
 
     Fitted attributes: ``label_names_`` (column order), ``label_counts_`` (support of each label),
     ``n_rows_``, ``rules_`` (dicts of antecedent, consequent, confidence, support = |A|,
-    joint = |A and B|; strongest first), ``closure_`` (sparse boolean, ``[a, b]`` is True when b
+    joint = |A and B|; strongest first), ``closure_`` (sparse boolean, ``[a, b]`` is True when b != a
     follows from a by one or more rules), ``dropped_labels_`` / ``dropped_rules_`` (what
     :meth:`align` left out), ``source_`` (the file the rules were loaded from) and ``graph_``.
     """
@@ -84,13 +84,14 @@ class CooccurrenceRules(BaseEstimator):
         if label_names is not None and list(label_names) != self.label_names_:
             return self.align(label_names).apply(Y_pred)
         Y = _label_matrix(Y_pred, len(self.label_names_), "predictions")
-        reached = (Y @ self.closure_.astype(np.int32)).tocoo()
-        Y_new = Y.toarray().astype(np.int8)
-        added = np.zeros_like(Y_new)
-        new = Y_new[reached.row, reached.col] == 0
-        added[reached.row[new], reached.col[new]] = 1
-        Y_new |= added
-        return Y_new, added
+        Y_new = self._closed(Y).toarray().astype(np.int8)
+        return Y_new, Y_new - Y.toarray().astype(np.int8)
+
+    def _closed(self, Y: sp.csr_matrix) -> sp.csr_matrix:
+        """``Y`` (checked CSR 0/1) with every label its labels lead to: one sparse product."""
+        closed = Y + Y @ self.closure_.astype(np.int32)
+        closed.data[:] = 1
+        return closed
 
     def align(self, label_names: Sequence[str]) -> "CooccurrenceRules":
         """These rules re-indexed for a model whose labels are ``label_names`` (another order or a subset).
@@ -174,7 +175,7 @@ class CooccurrenceRules(BaseEstimator):
             if norm.vmin >= norm.vmax:
                 norm.vmin = norm.vmax - 0.1
             cmap = colormaps["viridis_r"]
-            pos = nx.spring_layout(graph, k=3.0 / math.sqrt(graph.number_of_nodes()), iterations=300, seed=0)
+            pos = _layout(graph)
             nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color="#dbe8f6",
                                    edgecolors="#4a7bb0", linewidths=1.0)
             nx.draw_networkx_edges(graph, pos, ax=ax, node_size=sizes, width=0.6 + 3.4 * norm(confidence),
@@ -193,14 +194,16 @@ class CooccurrenceRules(BaseEstimator):
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
+        """The rules as JSON text: settings, then one line per label and per rule (strongest first)."""
         self._check_fitted()
-        document = {
-            "format": FORMAT, "embedclf_version": __version__,
-            "threshold": self.threshold, "min_support": self.min_support, "n_rows": self.n_rows_,
-            "labels": [{"name": n, "count": int(c)} for n, c in zip(self.label_names_, self.label_counts_)],
-            "rules": self.rules_,
-        }
-        return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        head = {"format": FORMAT, "embedclf_version": __version__, "threshold": self.threshold,
+                "min_support": self.min_support, "n_rows": self.n_rows_}
+        labels = [{"name": n, "count": int(c)} for n, c in zip(self.label_names_, self.label_counts_)]
+        parts = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in head.items()]
+        for key, items in (("labels", labels), ("rules", self.rules_)):
+            lines = ",\n".join(f"  {json.dumps(item, ensure_ascii=False)}" for item in items)
+            parts.append(f' "{key}": [\n{lines}\n ]' if items else f' "{key}": []')
+        return "{\n" + ",\n".join(parts) + "\n}\n"
 
     @classmethod
     def from_json(cls, text: str, source: str | None = None) -> "CooccurrenceRules":
@@ -266,8 +269,6 @@ def select_threshold(Y_train, label_names: Sequence[str], Y_valid_true, Y_valid_
     rules) and the baseline counts as the highest, so the answer is None when no threshold beats
     using no rules at all.
     """
-    from sklearn.metrics import f1_score
-
     names = _check_names(label_names, "label names")
     grid = sorted({float(t) for t in grid})
     if not grid:
@@ -280,16 +281,12 @@ def select_threshold(Y_train, label_names: Sequence[str], Y_valid_true, Y_valid_
     if truth.shape[0] != predicted.shape[0]:
         raise EmbedclfError(f"validation labels have {truth.shape[0]} rows but predictions {predicted.shape[0]}")
 
-    def point(threshold, n_rules, Y):
-        return {"threshold": threshold, "n_rules": n_rules,
-                "micro_f1": float(f1_score(truth, Y, average="micro", zero_division=0)),
-                "macro_f1": float(f1_score(truth, Y, average="macro", zero_division=0))}
-
     stats = _pair_stats(train, min_support)  # counted once; each threshold only filters
-    curve = [point(None, 0, predicted)]
+    curve = [{"threshold": None, "n_rules": 0, **_f1_scores(truth, predicted)}]
     for threshold in grid:
         rules = CooccurrenceRules(threshold, min_support)._fit_stats(names, stats, train.shape[0])
-        curve.append(point(threshold, len(rules.rules_), rules.apply(predicted)[0]))
+        curve.append({"threshold": threshold, "n_rules": len(rules.rules_),
+                      **_f1_scores(truth, rules._closed(predicted))})
     best = max(curve, key=lambda p: (p["micro_f1"], math.inf if p["threshold"] is None else p["threshold"]))
     return best["threshold"], curve
 
@@ -341,20 +338,62 @@ def _pair_stats(Y: sp.csr_matrix, min_support: int):
     return counts, ante, cons, n_both, n_both / counts[ante]
 
 
+def _f1_scores(truth: sp.csr_matrix, predicted: sp.csr_matrix) -> dict:
+    """Micro- and macro-F1 of 0/1 CSR matrices (a label never true nor predicted scores 0, as sklearn's zero_division=0)."""
+    tp = np.asarray(truth.multiply(predicted).sum(axis=0), dtype=float).ravel()
+    wrong = (np.asarray(truth.sum(axis=0), dtype=float) + np.asarray(predicted.sum(axis=0), dtype=float)).ravel() - 2 * tp
+    per_label = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp), where=2 * tp + wrong > 0)
+    total = 2 * tp.sum() + wrong.sum()
+    return {"micro_f1": float(2 * tp.sum() / total) if total else 0.0,
+            "macro_f1": float(per_label.mean()) if per_label.size else 0.0}
+
+
 def _rule(antecedent: str, consequent: str, confidence, support, joint) -> dict:
     return {"antecedent": antecedent, "consequent": consequent, "confidence": float(confidence),
             "support": int(support), "joint": int(joint)}
 
 
 def _reachability(n_labels: int, ante, cons) -> sp.csr_matrix:
-    """Boolean ``R[a, b]``: b follows from a through one or more rules (by repeated squaring)."""
-    reach = sp.csr_matrix((np.ones(len(ante), dtype=np.int32), (ante, cons)), shape=(n_labels, n_labels))
-    while True:
-        longer = reach + reach @ reach
-        longer.data[:] = 1
-        if longer.nnz == reach.nnz:
-            return longer.astype(bool)
-        reach = longer
+    """Boolean ``R[a, b]``: b != a follows from a through one or more rules (a breadth-first search per antecedent)."""
+    from scipy.sparse.csgraph import breadth_first_order
+
+    rules = sp.csr_matrix((np.ones(len(ante), dtype=np.int8), (ante, cons)), shape=(n_labels, n_labels))
+    rows, cols = [], []
+    for a in np.unique(np.asarray(ante, dtype=np.int64)):
+        reached = breadth_first_order(rules, a, directed=True, return_predecessors=False)[1:]  # [0] is a
+        rows.append(np.full(len(reached), a))
+        cols.append(reached)
+    rows, cols = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64) for x in (rows, cols))
+    return sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(n_labels, n_labels))
+
+
+def _layout(graph: nx.DiGraph) -> dict:
+    """Kamada-Kawai per connected component (neighbours about one unit apart), components packed in rows.
+
+    One spring layout of a graph with many small components squeezes each into a knot and leaves
+    the middle empty; packing keeps every label readable with a hundred edges on one page.
+    """
+    components = sorted((sorted(c) for c in nx.weakly_connected_components(graph)), key=lambda c: (-len(c), c))
+    boxes = []
+    for nodes in components:
+        if len(nodes) == 1:
+            pos = np.zeros((1, 2))
+        else:
+            spread = nx.kamada_kawai_layout(graph.subgraph(nodes).to_undirected())
+            pos = np.array([spread[n] for n in nodes])
+            gaps = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+            np.fill_diagonal(gaps, np.inf)
+            pos /= max(float(np.median(gaps.min(axis=1))), 1e-9)  # a typical node one unit from its nearest
+        pos -= pos.min(axis=0)
+        boxes.append((nodes, pos, pos.max(axis=0) + 1.2))  # 1.2: room for node circles and labels
+    row_width = max(math.sqrt(sum(w * h for _, _, (w, h) in boxes) * 4 / 3), max(w for _, _, (w, _) in boxes))
+    layout, x, y, row_height = {}, 0.0, 0.0, 0.0
+    for nodes, pos, (width, height) in boxes:
+        if x > 0 and x + width > row_width:
+            x, y, row_height = 0.0, y - row_height, 0.0
+        layout.update((n, p + (x, y - height)) for n, p in zip(nodes, pos))
+        x, row_height = x + width, max(row_height, height)
+    return layout
 
 
 def _write(path: str | Path, data: bytes) -> None:

@@ -1,0 +1,96 @@
+"""Fitting a head on a labelled data set: encode through the cache, split, fit, tune, score validation."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from embedclf.data import DataOptions, Dataset
+from embedclf.encode.encoder import Encoder
+from embedclf.errors import EmbedclfError
+from embedclf.labels import LabelSpace
+from embedclf.model import TextClassifier, labelled_matrix
+
+
+def validation_split(Y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation row indices, stratified over every label column (iterative stratification,
+    Sechidis et al. 2011), so rare labels land on both sides where they can."""
+    if not 0 < fraction < 1:
+        raise EmbedclfError(f"--valid-split must be between 0 and 1, got {fraction}")
+    n_valid = int(round(len(Y) * fraction))
+    if n_valid < 1 or n_valid >= len(Y):
+        raise EmbedclfError(f"--valid-split {fraction} leaves no rows on one side of {len(Y)}")
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    train, valid = next(splitter.split(np.zeros(len(Y)), Y))
+    return np.sort(train), np.sort(valid)
+
+
+def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: DataOptions | None = None,
+                   valid: Dataset | None = None, valid_split: float | None = None, threshold: float = 0.5,
+                   tune_thresholds: bool = False, at_least_one: bool = False, seed: int = 0,
+                   say: Callable[[str], None] | None = None) -> TextClassifier:
+    """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
+
+    Validation data (``valid``, or a stratified ``valid_split`` of train) drives MLP early stopping
+    and per-label threshold tuning, and its metrics are stored with the model.
+    """
+    from embedclf.evaluate import evaluate
+    from embedclf.postprocess.thresholds import tune_thresholds as tune
+
+    say = say or (lambda message: None)
+    if valid is not None and valid_split:
+        raise EmbedclfError("give either --valid or --valid-split, not both")
+    if tune_thresholds and valid is None and not valid_split:
+        raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
+    space = LabelSpace.from_dataset(train)
+    Y = labelled_matrix(space, train, say)
+    X = encoder.encode(train.texts)
+    say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
+    if valid is not None:
+        Y_valid = labelled_matrix(space, valid, say)
+        X_valid = encoder.encode(valid.texts)
+        say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
+    elif valid_split:
+        train_rows, valid_rows = validation_split(Y, valid_split, seed)
+        X, X_valid, Y, Y_valid = X[train_rows], X[valid_rows], Y[train_rows], Y[valid_rows]
+    else:
+        X_valid = Y_valid = None
+
+    fit_params = {"layout": space.layout}
+    if X_valid is not None and "validation" in _fit_parameters(head):
+        fit_params["validation"] = (X_valid, Y_valid)
+    start = time.perf_counter()
+    head.fit(X, Y, **fit_params)
+    fit_seconds = time.perf_counter() - start
+    say(f"fitted {type(head).__name__} on {len(X):,} x {X.shape[1]} in {fit_seconds:.1f}s")
+
+    classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=threshold,
+                                at_least_one=at_least_one,
+                                info={"train_rows": len(X), "fit_seconds": round(fit_seconds, 3),
+                                      "train_file": train.path})
+    if X_valid is not None:
+        scores = classifier.scores(X_valid)
+        if tune_thresholds:
+            classifier.thresholds = tune(Y_valid, scores, space.layout, default=threshold)
+        Y_pred, _ = classifier.decide(scores)
+        report = evaluate(space, Y_valid, Y_pred, scores)
+        classifier.info["validation"] = {"rows": len(X_valid), "tuned_thresholds": tune_thresholds,
+                                         **_headline(report)}
+    return classifier
+
+
+def _fit_parameters(head) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(head.fit).parameters) | set(
+        inspect.signature(getattr(head, "_fit_blocks")).parameters) if hasattr(head, "_fit_blocks") else set()
+
+
+def _headline(report: dict) -> dict:
+    """The scalar metrics of a report, per target: what a manifest keeps of validation."""
+    return {name: {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+            for name, metrics in report["targets"].items()}
