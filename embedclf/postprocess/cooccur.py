@@ -129,7 +129,8 @@ class CooccurrenceRules(BaseEstimator):
         """Labels as nodes (attribute ``count``), rules as edges (``confidence``, ``support``, ``joint``)."""
         self._check_fitted()
         graph = nx.DiGraph(threshold=float(self.threshold), min_support=int(self.min_support))
-        graph.add_nodes_from((name, {"count": int(count)}) for name, count in zip(self.label_names_, self.label_counts_))
+        graph.add_nodes_from((name, {"count": int(count)})
+                             for name, count in zip(self.label_names_, self.label_counts_))
         graph.add_edges_from((r["antecedent"], r["consequent"],
                               {"confidence": r["confidence"], "support": r["support"], "joint": r["joint"]})
                              for r in self.rules_)
@@ -185,7 +186,8 @@ class CooccurrenceRules(BaseEstimator):
                                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
             fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.5, pad=0.01,
                          label="confidence P(B|A)")
-            shown = f"strongest {len(rules)} of {len(self.rules_)}" if len(rules) < len(self.rules_) else f"all {len(rules)}"
+            shown = (f"strongest {len(rules)} of {len(self.rules_)}" if len(rules) < len(self.rules_)
+                     else f"all {len(rules)}")
             ax.set_title(f"Label co-occurrence rules A → B ({condition}): {shown} rules; "
                          "node size = label frequency", fontsize=15)
         buffer = io.BytesIO()
@@ -229,7 +231,8 @@ class CooccurrenceRules(BaseEstimator):
         names = _check_names(names, f"{where}: labels")
         unknown = sorted({r[end] for r in found for end in ("antecedent", "consequent")} - set(names))
         if unknown:
-            raise EmbedclfError(f"{where}: rules name {len(unknown)} labels missing from its label list, e.g. {unknown[0]!r}")
+            raise EmbedclfError(f"{where}: rules name {len(unknown)} labels missing from its label list, "
+                                f"e.g. {unknown[0]!r}")
         rules._set_fitted(names, counts, found, n_rows)
         rules.source_ = source
         return rules
@@ -339,9 +342,9 @@ def _pair_stats(Y: sp.csr_matrix, min_support: int):
 
 
 def _f1_scores(truth: sp.csr_matrix, predicted: sp.csr_matrix) -> dict:
-    """Micro- and macro-F1 of 0/1 CSR matrices (a label never true nor predicted scores 0, as sklearn's zero_division=0)."""
+    """Micro- and macro-F1 of 0/1 CSR matrices; a label never true nor predicted scores 0 (as zero_division=0)."""
     tp = np.asarray(truth.multiply(predicted).sum(axis=0), dtype=float).ravel()
-    wrong = (np.asarray(truth.sum(axis=0), dtype=float) + np.asarray(predicted.sum(axis=0), dtype=float)).ravel() - 2 * tp
+    wrong = np.asarray(truth.sum(axis=0) + predicted.sum(axis=0), dtype=float).ravel() - 2 * tp
     per_label = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp), where=2 * tp + wrong > 0)
     total = 2 * tp.sum() + wrong.sum()
     return {"micro_f1": float(2 * tp.sum() / total) if total else 0.0,
@@ -354,7 +357,7 @@ def _rule(antecedent: str, consequent: str, confidence, support, joint) -> dict:
 
 
 def _reachability(n_labels: int, ante, cons) -> sp.csr_matrix:
-    """Boolean ``R[a, b]``: b != a follows from a through one or more rules (a breadth-first search per antecedent)."""
+    """Boolean ``R[a, b]``: b != a follows from a by one or more rules (a breadth-first search per antecedent)."""
     from scipy.sparse.csgraph import breadth_first_order
 
     rules = sp.csr_matrix((np.ones(len(ante), dtype=np.int8), (ante, cons)), shape=(n_labels, n_labels))
@@ -401,3 +404,30 @@ def _write(path: str | Path, data: bytes) -> None:
         atomic_write_bytes(Path(path), data)
     except OSError as exc:
         raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _rule_blocks(rules: CooccurrenceRules, space) -> list[tuple[slice, CooccurrenceRules]]:
+    """The multi-label targets of ``space`` that share labels with ``rules``, each with the rules aligned to it."""
+    from embedclf.data import MULTILABEL
+
+    blocks = []
+    for target, block in zip(space.targets, space.slices):
+        if target.kind == MULTILABEL and set(target.classes) & set(rules.label_names_):
+            blocks.append((block, rules.align(target.classes)))
+    return blocks
+
+
+def check_rules_fit(rules: CooccurrenceRules, space, source=None) -> None:
+    """Fail with one line if the rules name none of the model's multi-label labels."""
+    if not _rule_blocks(rules, space):
+        origin = f"rules file {source}" if source else "the rules"
+        raise EmbedclfError(f"{origin} is for other labels than the model's: none of its "
+                            f"{len(rules.label_names_)} labels is a multi-label class of the model")
+
+
+def apply_rules(rules: CooccurrenceRules, Y: np.ndarray, space) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``rules`` to a model's block decisions ``Y``: ``(Y_new, added)`` over all columns."""
+    Y_new, added = Y.copy(), np.zeros_like(Y)
+    for block, aligned in _rule_blocks(rules, space):
+        Y_new[:, block], added[:, block] = aligned.apply(Y[:, block])
+    return Y_new, added
