@@ -431,3 +431,62 @@ def apply_rules(rules: CooccurrenceRules, Y: np.ndarray, space) -> tuple[np.ndar
     for block, aligned in _rule_blocks(rules, space):
         Y_new[:, block], added[:, block] = aligned.apply(Y[:, block])
     return Y_new, added
+
+
+def _multilabel_target(space, target: str | None, source):
+    """The first multi-label target of ``space`` (or the one named ``target``) and its columns."""
+    from embedclf.data import MULTILABEL
+
+    for candidate, block in zip(space.targets, space.slices):
+        if candidate.kind == MULTILABEL and (target is None or candidate.name == target):
+            return candidate, block
+    raise EmbedclfError(f"{source}: no multi-label target{f' named {target!r}' if target else ''}; "
+                        "co-occurrence rules need a column holding several labels (--label-sep or JSON lists)")
+
+
+def learn_rules(dataset, threshold: float = 0.9, min_support: int = 5, target: str | None = None):
+    """Rules from a labelled :class:`~embedclf.data.Dataset`'s multi-label target (the first, or ``target``)."""
+    from embedclf.labels import LabelSpace
+
+    space = LabelSpace.from_dataset(dataset)
+    chosen, block = _multilabel_target(space, target, dataset.path)
+    rules = CooccurrenceRules(threshold, min_support).fit(space.encode(dataset)[0][:, block], chosen.classes)
+    rules.source_ = dataset.path
+    return rules
+
+
+def tune_rule_threshold(train, classifier, valid, min_support: int = 5, target: str | None = None,
+                        grid: Sequence[float] = DEFAULT_GRID) -> tuple[CooccurrenceRules, list[dict]]:
+    """Rules learnt on ``train`` at the threshold that maximises ``classifier``'s micro-F1 on ``valid``.
+
+    When no threshold beats applying no rules, the rule set returned is empty.
+    """
+    from embedclf.inference import predict_dataset
+    from embedclf.labels import LabelSpace
+    from embedclf.model import labelled_matrix
+
+    train_space = LabelSpace.from_dataset(train)
+    chosen, train_block = _multilabel_target(train_space, target, train.path)
+    names, Y_train = chosen.classes, train_space.encode(train)[0][:, train_block]
+    model_target, model_block = _multilabel_target(classifier.space, target, "the model")
+    classifier.rules = None  # the candidates are judged against the head's own decisions
+    _, Y_pred, _ = predict_dataset(classifier, valid)
+    truth = labelled_matrix(classifier.space, valid)
+    position = {name: i for i, name in enumerate(model_target.classes)}
+    if not set(position) & set(names):
+        raise EmbedclfError(f"{train.path}: the model has none of these {len(names)} labels")
+
+    def in_rule_order(M):
+        out = np.zeros((len(M), len(names)), dtype=np.int8)
+        for j, name in enumerate(names):
+            if name in position:
+                out[:, j] = M[:, model_block.start + position[name]]
+        return out
+
+    best, curve = select_threshold(Y_train, names, in_rule_order(truth), in_rule_order(Y_pred), grid, min_support)
+    if best is None:
+        rules = CooccurrenceRules(1.0, len(Y_train) + 1).fit(Y_train, names)  # support no label has: no rules
+    else:
+        rules = CooccurrenceRules(best, min_support).fit(Y_train, names)
+    rules.source_ = train.path
+    return rules, curve
