@@ -28,6 +28,8 @@ from embedclf.labels import LabelSpace, block_decisions
 FORMAT = "embedclf-model/1"
 MANIFEST, HEAD_FILE, RULES_FILE = "model.json", "head.skops", "rules.json"
 TRUSTED_PREFIXES = ("embedclf.heads.",)
+# scikit-learn internals that skops does not trust by default but our heads hold (plain data, no code)
+TRUSTED_TYPES = {"sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"}
 
 
 def _versions() -> dict:
@@ -144,7 +146,7 @@ class TextClassifier:
         if HEAD_FILE not in blobs:
             raise EmbedclfError(f"{directory}: {MANIFEST} lists no {HEAD_FILE}")
         untrusted = sio.get_untrusted_types(data=blobs[HEAD_FILE])
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
         if refused:
             raise EmbedclfError(f"{directory}: {HEAD_FILE} holds types embedclf does not trust "
                                 f"({', '.join(refused[:5])}); refusing to load it")

@@ -51,7 +51,7 @@ def test_linear_head_without_hidden_layers():
 def test_multilabel_learns(loss):
     X, Y = linear_labels(600)
     X_test, Y_test = linear_labels(300, seed=1)
-    head = MLPHead(**FAST, loss=loss).fit(X, Y)
+    head = MLPHead(**{**FAST, "epochs": 100}, loss=loss).fit(X, Y)  # focal learns slower: alpha=0.25 damps positives
     predicted = head.predict(X_test)
     assert predicted.shape == Y_test.shape and set(np.unique(predicted)) <= {0, 1}
     assert f1_score(Y_test, predicted, average="micro") > 0.8

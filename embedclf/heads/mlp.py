@@ -141,7 +141,9 @@ def _train(head: MLPHead, X, Y, X_valid, Y_valid, seed: int):
     """Train the network; return its layers as ``(weight, bias)`` arrays and ``(loss, valid loss, best epoch)``.
 
     Torch's global RNG is seeded inside ``fork_rng`` (weights, dropout) so the caller's RNG state is
-    left as it was; a separate generator shuffles the rows.
+    left as it was; a separate generator shuffles the rows. On CPU, training runs on one thread and
+    restores the caller's setting after: batches this small gain nothing from intra-op threads, and
+    when other processes share the cores, OpenMP's waiting makes each step up to 100x slower.
     """
     import torch
 
@@ -150,40 +152,54 @@ def _train(head: MLPHead, X, Y, X_valid, Y_valid, seed: int):
     else:
         device = torch.device(head.device)
     forked = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):
-        torch.manual_seed(seed)
-        shuffler = torch.Generator().manual_seed(seed)
-        net = _network(X.shape[1], _hidden(head.hidden), Y.shape[1], head.dropout).to(device)
-        loss_fn = _BlockLoss(head, Y, device)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=head.lr, weight_decay=head.weight_decay)
-        X_t, Y_t = torch.from_numpy(X).to(device), torch.from_numpy(Y).to(device, torch.float32)
-        if X_valid is not None:
-            X_valid_t = torch.from_numpy(X_valid).to(device)
-            Y_valid_t = torch.from_numpy(Y_valid).to(device, torch.float32)
-        losses, valid_losses = [], []
-        best_loss, best_epoch, best_state = np.inf, 0, None
-        for epoch in range(1, int(head.epochs) + 1):
-            net.train()
-            total = torch.zeros((), device=device)
-            for batch in torch.randperm(len(X), generator=shuffler).to(device).split(int(head.batch_size)):
-                loss = loss_fn(net(X_t[batch]), Y_t[batch]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                (loss / len(batch)).backward()
-                optimizer.step()
-                total += loss.detach()
-            losses.append(float(total) / len(X))
-            if X_valid is None:
-                continue
-            valid_losses.append(_mean_loss(net, loss_fn, X_valid_t, Y_valid_t))
-            if valid_losses[-1] < best_loss:
-                best_loss, best_epoch = valid_losses[-1], epoch
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            elif head.patience is not None and epoch - best_epoch >= head.patience:
-                break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        else:
-            best_epoch = len(losses)
+    threads = torch.get_num_threads()
+    try:
+        if device.type == "cpu":
+            torch.set_num_threads(1)
+        with torch.random.fork_rng(devices=forked):
+            return _train_loop(head, X, Y, X_valid, Y_valid, seed, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loop(head: MLPHead, X, Y, X_valid, Y_valid, seed: int, device):
+    import torch
+
+    torch.manual_seed(seed)
+    shuffler = torch.Generator().manual_seed(seed)
+    net = _network(X.shape[1], _hidden(head.hidden), Y.shape[1], head.dropout).to(device)
+    loss_fn = _BlockLoss(head, Y, device)
+    # The fused kernel updates all parameters in one call: about 20% faster a step at these sizes.
+    optimizer = torch.optim.AdamW(net.parameters(), lr=head.lr, weight_decay=head.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))
+    X_t, Y_t = torch.from_numpy(X).to(device), torch.from_numpy(Y).to(device, torch.float32)
+    if X_valid is not None:
+        X_valid_t = torch.from_numpy(X_valid).to(device)
+        Y_valid_t = torch.from_numpy(Y_valid).to(device, torch.float32)
+    losses, valid_losses = [], []
+    best_loss, best_epoch, best_state = np.inf, 0, None
+    for epoch in range(1, int(head.epochs) + 1):
+        net.train()
+        total = torch.zeros((), device=device)
+        for batch in torch.randperm(len(X), generator=shuffler).to(device).split(int(head.batch_size)):
+            loss = loss_fn(net(X_t[batch]), Y_t[batch]).sum()
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(batch)).backward()
+            optimizer.step()
+            total += loss.detach()
+        losses.append(float(total) / len(X))
+        if X_valid is None:
+            continue
+        valid_losses.append(_mean_loss(net, loss_fn, X_valid_t, Y_valid_t))
+        if valid_losses[-1] < best_loss:
+            best_loss, best_epoch = valid_losses[-1], epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        elif head.patience is not None and epoch - best_epoch >= head.patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = len(losses)
     layers = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
               for m in net if isinstance(m, torch.nn.Linear)]
     return layers, (losses, valid_losses, int(best_epoch))
