@@ -102,8 +102,12 @@ class TextClassifier:
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the model folder; an existing one is replaced only once the new one is complete."""
+    def save(self, directory: str | Path, bundle: dict[str, Path] | None = None) -> Path:
+        """Write the model folder; an existing one is replaced only once the new one is complete.
+
+        ``bundle={"encoder": path}`` copies an encoder (a fine-tuned transformer) into the folder;
+        the manifest then points at it relative to the folder, so the folder can be moved.
+        """
         import skops.io as sio
 
         directory = Path(directory)
@@ -113,6 +117,9 @@ class TextClassifier:
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
         try:
             manifest = self.manifest()
+            for name, source in (bundle or {}).items():
+                shutil.copytree(source, staging / name)
+                manifest["encoder"] |= {"model": name, "bundled": True}
             files = {HEAD_FILE: sio.dumps(self.head)}
             if self.rules is not None:
                 files[RULES_FILE] = self.rules.to_json().encode()
@@ -156,6 +163,8 @@ class TextClassifier:
             raise EmbedclfError(f"{directory}: cannot load {HEAD_FILE} ({' '.join(str(exc).split())[:200]})") from None
 
         enc = manifest["encoder"]
+        if model is None and enc.get("bundled"):
+            model = str(directory / enc["model"])
         encoder = Encoder(model or enc["model"], pooling=enc["pooling"], max_length=enc["max_length"],
                           normalize=enc["normalize"], precision=enc["precision"], device=device,
                           batch_size=batch_size or enc.get("batch_size", 32), cache=cache)

@@ -120,7 +120,8 @@ def test_explicit_validation_set_and_restored_weights():
     X_valid, Y_valid = linear_labels(100, seed=1)
     Y = Y.copy()
     Y[np.random.default_rng(0).random(Y.shape) < 0.2] ^= 1  # noisy training labels: overfitting shows
-    head = MLPHead(hidden=(256,), epochs=300, lr=1e-2, batch_size=16, dropout=0.0).fit(X, Y, validation=(X_valid, Y_valid))
+    head = MLPHead(hidden=(256,), epochs=300, lr=1e-2, batch_size=16, dropout=0.0)
+    head.fit(X, Y, validation=(X_valid, Y_valid))
     assert head.best_epoch_ < head.n_epochs_ < 300
     # The kept weights are the best epoch's: their loss on the validation set is the recorded minimum.
     p = np.clip(head.predict_proba(X_valid), 1e-12, 1 - 1e-12)

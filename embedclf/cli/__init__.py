@@ -15,7 +15,7 @@ app = typer.Typer(name="embedclf", no_args_is_help=True, add_completion=False, p
 
 def _register() -> None:
     from embedclf.cli import encode  # noqa: F401  (commands register themselves on ``app``)
-    from embedclf.cli import classify, cooccur  # noqa: F401
+    from embedclf.cli import classify, cooccur, finetune  # noqa: F401
 
 
 def main() -> None:

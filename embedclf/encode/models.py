@@ -48,6 +48,9 @@ def _packaged_default() -> Path | None:
 def resolve_model_path(name: str) -> Path:
     """A local directory for ``name``: a path, the packaged default model, or a hub snapshot already on disk."""
     candidate = Path(name).expanduser()
+    bundled = _bundled_encoder(candidate)
+    if bundled is not None:
+        return bundled
     if candidate.exists():
         if not candidate.is_dir() or not (candidate / "config.json").exists() and not (candidate / "modules.json").exists():
             raise EmbedclfError(f"{name}: not a model directory (no config.json or modules.json)")
@@ -65,6 +68,15 @@ def resolve_model_path(name: str) -> Path:
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
         raise EmbedclfError(f"cannot find model {name!r} locally or on the Hugging Face hub ({reason})") from None
+
+
+def _bundled_encoder(folder: Path) -> Path | None:
+    """An embedclf model folder made by ``finetune`` holds its transformer: encode with that."""
+    manifest = _read_json(folder / "model.json") if folder.is_dir() else {}
+    encoder = manifest.get("encoder", {}) if isinstance(manifest, dict) else {}
+    if encoder.get("bundled"):
+        return (folder / encoder["model"]).resolve()
+    return None
 
 
 def _model_files(path: Path) -> list[Path]:

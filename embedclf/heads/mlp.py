@@ -76,6 +76,8 @@ class MLPHead(BlockHead):
     # -- training ------------------------------------------------------------------------------
     def _fit_blocks(self, X, Y, validation=None):
         self._check_params()
+        if not np.isfinite(X).all():  # torch would train on them silently and return NaN weights
+            raise ValueError("X contains NaN or infinity")
         rng = check_random_state(self.random_state)
         if validation is not None:
             X_valid, Y_valid = self._validation_blocks(validation)
@@ -123,8 +125,11 @@ class MLPHead(BlockHead):
 
     # -- predicting ----------------------------------------------------------------------------
     def _predict_blocks(self, X):
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[-1]} features, the head was fitted on {self.n_features_in_}")
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D array of embeddings, got shape {X.shape}. Reshape your data.")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         scores = np.empty((len(X), self.biases_[-1].shape[0]), dtype=np.float64)
         for start in range(0, len(X), PREDICT_BATCH):
             h = X[start:start + PREDICT_BATCH]
@@ -231,7 +236,8 @@ def _mean_loss(net, loss_fn, X, Y) -> float:
 class _BlockLoss:
     """Per-row loss: the sum over blocks of each block's negative log-likelihood (see module docstring).
 
-    Class weights are computed once from the training labels. A row whose one-hot block is all
+    Class weights are computed once from the training labels and apply to the validation loss
+    too, so early stopping judges the objective being trained. A row whose one-hot block is all
     zero (its label was not seen in training) adds nothing for that block.
     """
 
