@@ -46,6 +46,12 @@ MAX_LENGTH = 256
 CHUNK_SIZE = 1024  # the Encoder's default, restated here to simulate its batches
 WARMUP_TEXTS = 64
 THROUGHPUT_VARIANTS = ("st", "embedclf", "cached")
+MEMORY_NOTE = ("peak_rss_mb is the child's VmHWM (/proc/self/status): its own high-water RSS since exec. "
+               "getrusage(RUSAGE_SELF).ru_maxrss is kept as ru_maxrss_mb but is not used: Linux carries the "
+               "high-water mark of the forked copy of the parent across exec, so in a subprocess it reads at "
+               "least the parent's RSS (about 0.5 GB here, with torch loaded). peak_anon_mb and peak_file_mb "
+               "are sampled every 50 ms during the measurement: anonymous memory (tensors, Python objects, the "
+               "result matrix) and mapped files (libraries, model weights, cache shards read through mmap).")
 FLOP_FORMULA = ("FLOPs = sum over batches of B * S * (2 * P + 4 * L * S * H), where B is the batch size, "
                 "S the padded sequence length of the batch (longest text in it, capped at max_length, special "
                 "tokens included), P the weights of the encoder layers' linear maps (L * (4*H^2 + 2*H*I); "
@@ -96,7 +102,7 @@ def proc_status_mb() -> dict:
 
 
 class MemorySampler:
-    """Samples RSS every 50 ms: ru_maxrss gives the peak of the total only, not of its parts."""
+    """Samples RSS every 50 ms: VmHWM gives the peak of the total only, not of its parts."""
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
@@ -124,7 +130,8 @@ class MemorySampler:
         self._sample()
 
 
-def peak_rss_mb() -> float:
+def ru_maxrss_mb() -> float:
+    """getrusage's peak, which in a child also covers the parent's RSS at fork time: see MEMORY_NOTE."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
@@ -192,14 +199,14 @@ def run_variant(args: argparse.Namespace) -> dict:
             vectors, seconds, extra = run_cached(texts, args.device, args.cache_dir)
         else:  # embedclf and scale
             vectors, seconds, extra = run_embedclf(texts, warmup, args.device, args.cache_dir)
+    after = proc_status_mb()
     if args.vectors:
         import numpy as np
 
         np.save(args.vectors, np.asarray(vectors, dtype=np.float32))
-    after = proc_status_mb()
-    return {"variant": args.variant, "texts": len(texts), "seconds": seconds,
-            "texts_per_second": len(texts) / seconds, "rss_before_mb": before["VmRSS"],
-            "peak_rss_mb": peak_rss_mb(), "peak_anon_mb": sampler.peak_anon_mb, "peak_file_mb": sampler.peak_file_mb,
+    return {"variant": args.variant, "texts": len(texts), "seconds": seconds, "texts_per_second": len(texts) / seconds,
+            "rss_before_mb": before["VmRSS"], "peak_rss_mb": after["VmHWM"], "ru_maxrss_mb": ru_maxrss_mb(),
+            "peak_anon_mb": sampler.peak_anon_mb, "peak_file_mb": sampler.peak_file_mb,
             "end_anon_mb": after.get("RssAnon"), "end_file_mb": after.get("RssFile"), **extra}
 
 
@@ -358,7 +365,8 @@ def agreement(directory: Path) -> dict:
 
     st, ours, cached = (np.load(directory / f"{v}.npy") for v in THROUGHPUT_VARIANTS)
     cosine = (st * ours).sum(axis=1) / (np.linalg.norm(st, axis=1) * np.linalg.norm(ours, axis=1))
-    return {"st_vs_embedclf_max_abs_diff": float(np.abs(st - ours).max()), "st_vs_embedclf_min_cosine": float(cosine.min()),
+    return {"st_vs_embedclf_max_abs_diff": float(np.abs(st - ours).max()),
+            "st_vs_embedclf_min_cosine": float(cosine.min()),
             "cached_equals_embedclf": bool(np.array_equal(ours, cached))}
 
 
@@ -433,35 +441,49 @@ def scaling(sizes: list[int], device: str, dimension: int) -> list[dict]:
 
 
 # -- the report ----------------------------------------------------------------------------------
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table, first column left-aligned and numbers right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def throughput_lines(corpus: str, section: dict, rounds: int) -> list[str]:
+    """One corpus: the three variants side by side."""
+    rows = []
+    for name, v in section["variants"].items():
+        computed = "workload" in v  # the cached run computes nothing
+        rows.append([name, f"{v['seconds']:.2f}", f"{v['texts_per_second']:,.0f}", f"{v['tokens_per_second']:,.0f}",
+                     f"+{v['padding_overhead']:.0%}" if computed else "–",
+                     f"{v['gflops_executed']:.1f}" if computed else "–",
+                     f"{v['fraction_of_matmul_peak']:.0%}" if computed else "–", f"{v['peak_rss_mb']:,.0f}"])
+    title = (f"**{corpus}**: {section['texts']:,} texts ({section['distinct']:,} distinct), "
+             f"{section['mean_tokens']:.0f} tokens/text, {section['truncated']:,} truncated at {MAX_LENGTH}; best of "
+             f"{rounds} round(s); batched by tokens, padding would be "
+             f"+{section['padding_overhead_if_batched_by_tokens']:.0%}")
+    header = ["variant", "seconds", "texts/s", "tokens/s", "padding", "GFLOP/s", "% of peak", "peak RSS MB"]
+    return [title, ""] + table(header, rows) + [""]
+
+
+def scaling_lines(rows: list[dict]) -> list[str]:
+    """Time and memory against N; the matrix (N x 384 float32) is the part that must grow."""
+    cells = [[f"{r['n']:,}", f"{r['seconds']:.1f}", f"{r['texts_per_second']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
+              f"{r['peak_anon_mb']:,.0f}", f"{r['peak_file_mb']:,.0f}", f"{r['matrix_mb']:,.0f}",
+              f"{r['peak_rss_minus_matrix_mb']:,.0f}"] for r in rows]
+    header = ["N", "seconds", "texts/s", "peak RSS MB", "peak anon MB", "peak file MB", "matrix MB",
+              "peak RSS − matrix MB"]
+    return ["**scaling**: embedclf on N distinct texts, fresh cache, one process each", ""] + table(header, cells)
+
+
 def markdown(result: dict) -> str:
     """Short tables for a pull request or the benchmarks README; the JSON holds everything."""
-    machine = result["machine"]
-    peak = machine["matmul_fp32"]["gflops"]
-    lines = [f"Machine: {machine['cpu_model']}, {machine['cpus_usable']} CPUs, {machine['torch_threads']} torch threads, "
-             f"{machine['ram_gb']:.0f} GB; torch {machine['torch']}, sentence-transformers "
-             f"{machine['sentence_transformers']}; fp32 matmul peak {peak:.0f} GFLOP/s; "
-             f"load average at start {machine['load_average_start'][0]:.1f}.", ""]
+    m = result["machine"]
+    lines = [f"Machine: {m['cpu_model']}, {m['cpus_usable']} CPUs, {m['torch_threads']} torch threads, "
+             f"{m['ram_gb']:.0f} GB; torch {m['torch']}, sentence-transformers {m['sentence_transformers']}; "
+             f"fp32 matmul peak {m['matmul_fp32']['gflops']:.0f} GFLOP/s; "
+             f"load average {m['load_average_start'][0]:.1f} at start, {result['load_average_end'][0]:.1f} at end.", ""]
     for corpus, section in result["throughput"].items():
-        lines += [f"**{corpus}**: {section['texts']:,} texts ({section['distinct']:,} distinct), "
-                  f"{section['mean_tokens']:.0f} tokens/text, {section['truncated']:,} truncated at {MAX_LENGTH}; "
-                  f"best of {result['settings']['rounds']} round(s); padding if batched by tokens would be "
-                  f"+{section['padding_overhead_if_batched_by_tokens']:.0%}", "",
-                  "| variant | seconds | texts/s | tokens/s | padding | GFLOP/s | % of peak | peak RSS MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, v in section["variants"].items():
-            padding = f"+{v['padding_overhead']:.0%}" if "workload" in v else "–"
-            gflops = f"{v['gflops_executed']:.1f}" if "workload" in v else "–"
-            share = f"{v['fraction_of_matmul_peak']:.0%}" if "workload" in v else "–"
-            lines.append(f"| {name} | {v['seconds']:.2f} | {v['texts_per_second']:,.0f} | {v['tokens_per_second']:,.0f} "
-                         f"| {padding} | {gflops} | {share} | {v['peak_rss_mb']:,.0f} |")
-        lines.append("")
-    lines += ["**scaling** (embedclf, unique texts, fresh cache; matrix = N x 384 float32)", "",
-              "| N | seconds | texts/s | peak RSS MB | peak anon MB | matrix MB | peak RSS − matrix MB |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in result["scaling"]:
-        lines.append(f"| {row['n']:,} | {row['seconds']:.1f} | {row['texts_per_second']:,.0f} | {row['peak_rss_mb']:,.0f} "
-                     f"| {row['peak_anon_mb']:,.0f} | {row['matrix_mb']:,.0f} | {row['peak_rss_minus_matrix_mb']:,.0f} |")
-    return "\n".join(lines)
+        lines += throughput_lines(corpus, section, result["settings"]["rounds"])
+    return "\n".join(lines + scaling_lines(result["scaling"]))
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -474,11 +496,13 @@ def benchmark(args: argparse.Namespace) -> dict:
     dims = model_dims()
     peak = machine["matmul_fp32"]["gflops"]
     log(f"  fp32 matmul peak {peak:.0f} GFLOP/s")
-    result = {"benchmark": "encode", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": "quick" if args.quick else "full",
+    result = {"benchmark": "encode", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "mode": "quick" if args.quick else "full",
               "settings": {"device": args.device, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
                            "chunk_size": CHUNK_SIZE, "warmup_texts": WARMUP_TEXTS, "rounds": rounds, "sizes": sizes,
-                           "corpora": {c: n for c, n in CORPORA.items()}, "precision": "fp32"},
-              "machine": machine, "model": dims, "flop_formula": FLOP_FORMULA, "throughput": {}}
+                           "corpora": dict(CORPORA), "precision": "fp32"},
+              "machine": machine, "model": dims, "flop_formula": FLOP_FORMULA,
+              "memory_note": MEMORY_NOTE, "throughput": {}}
     for corpus in CORPORA:
         log(f"throughput: {corpus}")
         result["throughput"][corpus] = throughput(corpus, rounds, args.device, dims, peak)
@@ -503,7 +527,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     child.add_argument("--cache-dir")
     child.add_argument("--vectors", help="save the vectors here (.npy) to compare variants")
     child.add_argument("--result-file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.variant and not (args.result_file and (args.corpus or args.n) and (args.cache_dir or args.variant == "st")):
+        parser.error("--variant needs --result-file, --corpus (or --n for scale) and --cache-dir (except st)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -265,7 +265,8 @@ class FineTuner:
 
         tmp = directory / f".{CHECKPOINT}.tmp"
         torch.save({"net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "state": json.dumps(state)}, tmp)
+                    "scheduler": scheduler.state_dict(), "state": json.dumps(state),
+                    "rng": torch.get_rng_state()}, tmp)  # dropout masks continue as if never stopped
         os.replace(tmp, directory / CHECKPOINT)
 
     def _restore(self, directory: Path, optimizer, scheduler, state: dict) -> dict:
@@ -278,6 +279,7 @@ class FineTuner:
         self.net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
         return json.loads(saved["state"])
 
     def save_encoder(self, directory: Path) -> None:
@@ -364,4 +366,4 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + ".checkpoint"), ignore_errors=True)
-    return classifier
+    return TextClassifier.load(out, cache=cache, device=settings.device)  # encoder now read from inside ``out``
