@@ -81,3 +81,18 @@ def test_real_default_model_on_goemotions(tmp_path):
     again = Encoder(cache=tmp_path / "cache", device="cpu")
     np.testing.assert_array_equal(again.encode(ds.texts[:200]), X)
     assert again.last_report.encoded == 0
+
+
+@pytest.mark.real_model
+def test_readme_python_examples_run(tmp_path):
+    """The README's Python blocks are executed as written (from a copy of the examples folder)."""
+    import re
+    import shutil
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    for block in blocks:
+        result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=600, env={**__import__("os").environ, "EMBEDCLF_CACHE": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr[-2000:]
