@@ -28,7 +28,7 @@ from embedclf.evaluate import evaluate  # noqa: E402
 from embedclf.fit import fit_classifier, validation_split  # noqa: E402
 from embedclf.heads import make_head  # noqa: E402
 from embedclf.labels import LabelSpace  # noqa: E402
-from embedclf.postprocess.cooccur import apply_rules, learn_rules  # noqa: E402
+from embedclf.postprocess.cooccur import learn_rules  # noqa: E402
 from embedclf.postprocess.thresholds import tune_thresholds  # noqa: E402
 
 HEADS = {

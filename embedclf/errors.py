@@ -9,6 +9,11 @@ class EmbedclfError(Exception):
     """A user-facing error: bad input, a missing file, an incompatible model."""
 
 
+def missing_extra(name: str, extra: str) -> EmbedclfError:
+    """The one-line error for an optional dependency that is not installed."""
+    return EmbedclfError(f"{name} is not installed; run: pip install 'embedclf[{extra}]'")
+
+
 class NotInstalled:
     """Stands in for an optional extra, failing with an install hint when first used."""
 
@@ -16,4 +21,4 @@ class NotInstalled:
         self._name, self._extra = name, extra
 
     def __getattr__(self, attr):
-        raise EmbedclfError(f"{self._name} is not installed; run: pip install 'embedclf[{self._extra}]'")
+        raise missing_extra(self._name, self._extra)

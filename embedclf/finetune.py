@@ -314,26 +314,13 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
     """Fine-tune ``settings.model`` on ``train`` and save a model folder at ``out``; returns the classifier."""
     from embedclf.encode.encoder import Encoder
     from embedclf.evaluate import evaluate
-    from embedclf.fit import validation_split
-    from embedclf.model import TextClassifier, labelled_matrix
+    from embedclf.fit import training_splits
+    from embedclf.model import TextClassifier
     from embedclf.postprocess.thresholds import tune_thresholds as tune
 
     say = say or (lambda message: None)
-    if valid is not None and valid_split:
-        raise EmbedclfError("give either --valid or --valid-split, not both")
-    if tune_thresholds and valid is None and not valid_split:
-        raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
-    space = LabelSpace.from_dataset(train)
-    Y = labelled_matrix(space, train, say)
-    texts = list(train.texts)
-    if valid is not None:
-        valid_texts, Y_valid = list(valid.texts), labelled_matrix(space, valid, say)
-    elif valid_split:
-        rows, valid_rows = validation_split(Y, valid_split, settings.seed)
-        valid_texts, Y_valid = [texts[i] for i in valid_rows], Y[valid_rows]
-        texts, Y = [texts[i] for i in rows], Y[rows]
-    else:
-        valid_texts = Y_valid = None
+    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds,
+                                                            settings.seed, say)
 
     out = Path(out)
     tuner = FineTuner(settings, space, say)

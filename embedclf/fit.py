@@ -29,6 +29,25 @@ def validation_split(Y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.
     return np.sort(train), np.sort(valid)
 
 
+def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: float | None = None,
+                    tune_thresholds: bool = False, seed: int = 0, say: Callable[[str], None] | None = None):
+    """``(space, texts, Y, valid_texts, Y_valid)``: the label space learnt from ``train`` and the texts
+    and labels to train and validate on (``valid``, a stratified ``valid_split`` of train, or none)."""
+    if valid is not None and valid_split:
+        raise EmbedclfError("give either --valid or --valid-split, not both")
+    if tune_thresholds and valid is None and not valid_split:
+        raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
+    space = LabelSpace.from_dataset(train)
+    Y = labelled_matrix(space, train, say)
+    texts = list(train.texts)
+    if valid is not None:
+        return space, texts, Y, list(valid.texts), labelled_matrix(space, valid, say)
+    if valid_split:
+        rows, valid_rows = validation_split(Y, valid_split, seed)
+        return space, [texts[i] for i in rows], Y[rows], [texts[i] for i in valid_rows], Y[valid_rows]
+    return space, texts, Y, None, None
+
+
 def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: DataOptions | None = None,
                    valid: Dataset | None = None, valid_split: float | None = None, threshold: float = 0.5,
                    tune_thresholds: bool = False, at_least_one: bool = False, seed: int = 0,
@@ -42,23 +61,13 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
     from embedclf.postprocess.thresholds import tune_thresholds as tune
 
     say = say or (lambda message: None)
-    if valid is not None and valid_split:
-        raise EmbedclfError("give either --valid or --valid-split, not both")
-    if tune_thresholds and valid is None and not valid_split:
-        raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
-    space = LabelSpace.from_dataset(train)
-    Y = labelled_matrix(space, train, say)
-    X = encoder.encode(train.texts)
+    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds, seed, say)
+    X = encoder.encode(texts)
     say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
-    if valid is not None:
-        Y_valid = labelled_matrix(space, valid, say)
-        X_valid = encoder.encode(valid.texts)
+    X_valid = None
+    if valid_texts is not None:
+        X_valid = encoder.encode(valid_texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
-    elif valid_split:
-        train_rows, valid_rows = validation_split(Y, valid_split, seed)
-        X, X_valid, Y, Y_valid = X[train_rows], X[valid_rows], Y[train_rows], Y[valid_rows]
-    else:
-        X_valid = Y_valid = None
 
     fit_params = {"layout": space.layout}
     if X_valid is not None and "validation" in _fit_parameters(head):

@@ -2,7 +2,9 @@
 
 The :class:`Encoder` looks every text up in its cache space, encodes only the missing distinct
 texts (longest first, so each batch holds texts of similar length and little padding), commits
-them to the cache a chunk at a time, and returns the matrix in input order.
+them to the cache a chunk at a time, and returns the matrix in input order. Two backends compute
+the vectors: torch (sentence-transformers; fp32, fp16, bf16) and onnx (onnxruntime on CPU; fp32, or
+int8 with dynamically quantised weights); the backend and precision are part of the cache key.
 """
 
 from __future__ import annotations
@@ -15,12 +17,27 @@ from typing import Sequence
 
 import numpy as np
 
-from embedclf.encode.cache import EmbeddingCache, text_key
+from embedclf.encode.cache import EmbeddingCache, default_cache_root, text_key
 from embedclf.encode.models import DEFAULT_MODEL, POOLING_MODES, ModelRef, load_sentence_transformer, \
     resolve_device, resolve_model
 from embedclf.errors import EmbedclfError
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = ("torch", "onnx")
+PRECISIONS = {"torch": ("auto", "fp32", "fp16", "bf16"), "onnx": ("auto", "fp32", "int8")}
+
+
+def check_backend(backend: str, precision: str, device: str = "auto") -> None:
+    """Refuse a backend, precision and device that do not go together, in one line."""
+    if backend not in BACKENDS:
+        raise EmbedclfError(f"unknown backend {backend!r}; expected {' or '.join(BACKENDS)}")
+    allowed = PRECISIONS[backend]
+    if precision not in allowed:
+        known = {p for choices in PRECISIONS.values() for p in choices}
+        what = f"precision {precision} is not available with the {backend} backend" if precision in known \
+            else f"unknown precision {precision!r}"
+        raise EmbedclfError(f"{what}; expected {', '.join(allowed)}")
+    if backend == "onnx" and device not in ("auto", "cpu"):
+        raise EmbedclfError(f"the onnx backend runs on the CPU, not on {device}; use --device cpu, or --backend torch")
 
 
 @dataclass
@@ -61,20 +78,25 @@ class Encoder:
     >>> X = encoder.encode(["a text", "another"])   # (2, 384) float32, cached under ./cache
 
     ``cache=None`` uses ``$EMBEDCLF_CACHE`` or ``./cache``; ``cache=False`` disables caching.
-    ``pooling`` and ``max_length`` default to the model's own; ``precision='auto'`` is fp16 on
-    CUDA and fp32 on CPU. The model is loaded only when some text is not cached.
+    ``pooling`` and ``max_length`` default to the model's own. ``backend='torch'`` takes precision
+    fp32, fp16 or bf16 (``'auto'``: fp16 on CUDA, fp32 on CPU); ``backend='onnx'`` (CPU only, needs
+    ``embedclf[onnx]``) takes fp32 or int8 (``'auto'``: fp32) and exports the model to ONNX under the
+    cache root on first use (the default root when ``cache=False``). ``max_tokens_per_batch`` caps
+    the onnx backend's batches by padded tokens instead of ``batch_size`` texts. The model is loaded
+    only when some text is not cached.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | None = None, max_length: int | None = None,
-                 normalize: bool = True, device: str = "auto", precision: str = "auto", batch_size: int = 32,
-                 chunk_size: int = 1024, cache: str | Path | EmbeddingCache | bool | None = None,
-                 progress: bool | None = None):
+                 normalize: bool = True, device: str = "auto", precision: str = "auto", backend: str = "torch",
+                 batch_size: int = 32, max_tokens_per_batch: int | None = None, chunk_size: int = 1024,
+                 cache: str | Path | EmbeddingCache | bool | None = None, progress: bool | None = None):
         if pooling is not None and pooling not in POOLING_MODES:
             raise EmbedclfError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")
-        if precision not in PRECISIONS:
-            raise EmbedclfError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        check_backend(backend, precision, device)
         if batch_size < 1 or chunk_size < 1:
             raise EmbedclfError("--batch-size and --chunk-size must be positive")
+        if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
+            raise EmbedclfError("--max-tokens-per-batch must be positive")
         if max_length is not None and max_length < 2:
             raise EmbedclfError("--max-length must be at least 2 tokens")
         self.model_name = model
@@ -83,7 +105,9 @@ class Encoder:
         self.normalize = normalize
         self.requested_device = device
         self.requested_precision = precision
+        self.backend = backend
         self.batch_size = batch_size
+        self.max_tokens_per_batch = max_tokens_per_batch
         self.chunk_size = chunk_size
         self.progress = progress
         if cache is False:
@@ -116,7 +140,7 @@ class Encoder:
     @property
     def device(self) -> str:
         if self._device is None:
-            if self.requested_device == "cpu" and self.requested_precision != "auto":
+            if self.backend == "onnx" or self.requested_device == "cpu" and self.requested_precision != "auto":
                 self._device = "cpu"  # no need to import torch to know that
             else:
                 self._device = resolve_device(self.requested_device)
@@ -126,21 +150,45 @@ class Encoder:
     def precision(self) -> str:
         if self.requested_precision != "auto":
             return self.requested_precision
-        return "fp16" if self.device.startswith("cuda") else "fp32"
+        return "fp16" if self.backend == "torch" and self.device.startswith("cuda") else "fp32"
 
     @property
     def config(self) -> dict:
         """Everything that determines a vector: the cache key of this encoder's space."""
         return {"model": self.ref.name, "fingerprint": self.ref.fingerprint, "pooling": self.pooling,
                 "max_length": self.max_length, "normalize": self.normalize, "precision": self.precision,
-                "backend": "torch"}
+                "backend": self.backend}
+
+    def describe(self) -> str:
+        """The encoding setting in a few words, for summary lines."""
+        return f"{self.backend} {self.precision}"
 
     @property
     def model(self):
+        """The loaded model: a SentenceTransformer (torch) or an :class:`~embedclf.encode.onnx.OnnxEmbedder`."""
         if self._model is None:
-            self._model = load_sentence_transformer(self.ref, pooling=self.pooling, max_length=self.max_length,
-                                                    device=self.device, precision=self.precision)
+            if self.backend == "onnx":
+                from embedclf.encode.onnx import load_onnx_embedder
+
+                root = self.cache.root if self.cache is not None else default_cache_root()
+                self._model = load_onnx_embedder(self.ref, root, precision=self.precision, max_length=self.max_length,
+                                                 pooling=self.pooling)
+            else:
+                self._model = load_sentence_transformer(self.ref, pooling=self.pooling, max_length=self.max_length,
+                                                        device=self.device, precision=self.precision)
         return self._model
+
+    def derive(self, **changes) -> "Encoder":
+        """A new encoder with these settings changed and the rest (and the resolved model) kept."""
+        settings = dict(model=self.model_name, pooling=self.requested_pooling, max_length=self.requested_max_length,
+                        normalize=self.normalize, device=self.requested_device, precision=self.requested_precision,
+                        backend=self.backend, batch_size=self.batch_size,
+                        max_tokens_per_batch=self.max_tokens_per_batch, chunk_size=self.chunk_size,
+                        cache=self.cache if self.cache is not None else False, progress=self.progress) | changes
+        other = Encoder(settings.pop("model"), **settings)
+        if other.model_name == self.model_name:
+            other._ref = self._ref
+        return other
 
     @property
     def space(self):
@@ -204,6 +252,8 @@ class Encoder:
 
     def token_counts(self, texts: Sequence[str]) -> np.ndarray:
         """Tokens per text, special tokens included and before truncation."""
+        if self.backend == "onnx":
+            return self.model.token_counts(list(texts))
         tokenizer = self.model.tokenizer
         counts = []
         for start in range(0, len(texts), 4096):
@@ -227,6 +277,9 @@ class Encoder:
                 yield chunk, vectors, tokens[chunk]
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        if self.backend == "onnx":
+            return self.model.encode(texts, batch_size=self.batch_size, max_tokens=self.max_tokens_per_batch,
+                                     normalize=self.normalize)
         import torch
 
         with torch.inference_mode():

@@ -44,6 +44,12 @@ def iter_blocks(layout):
         start += size
 
 
+def fill_class_proba(out: np.ndarray, block: slice, estimator, X) -> None:
+    """Write a multi-class estimator's probabilities into ``out[:, block]``; classes it never saw get 0."""
+    out[:, block] = 0.0
+    out[:, np.arange(block.start, block.stop)[estimator.classes_]] = estimator.predict_proba(X)
+
+
 def single_class_columns(Y: np.ndarray) -> np.ndarray:
     """Columns that are constant: no estimator can learn them, their probability is their rate."""
     rate = Y.mean(axis=0)

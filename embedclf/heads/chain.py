@@ -15,7 +15,7 @@ from sklearn.multioutput import ClassifierChain
 from sklearn.svm import LinearSVC
 
 from embedclf.data import MULTICLASS
-from embedclf.heads.base import BlockHead, iter_blocks, single_class_columns
+from embedclf.heads.base import BlockHead, fill_class_proba, iter_blocks, single_class_columns
 
 ORDERS = ("random", "frequency", "cooccurrence")
 BASES = ("logreg", "svm")
@@ -95,8 +95,7 @@ class ChainHead(BlockHead):
         for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
             columns = np.arange(block.start, block.stop)
             if kind == MULTICLASS:
-                out[:, block] = 0.0
-                out[:, columns[fitted.classes_]] = fitted.predict_proba(X)
+                fill_class_proba(out, block, fitted, X)
                 continue
             learnable, chains = fitted
             if chains:

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
 
 from embedclf.data import MULTICLASS
-from embedclf.heads.base import BlockHead, iter_blocks, single_class_columns
+from embedclf.heads.base import BlockHead, fill_class_proba, iter_blocks, single_class_columns
 
 
 class _PerBlockHead(BlockHead):
@@ -50,8 +50,7 @@ class _PerBlockHead(BlockHead):
         for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
             columns = np.arange(block.start, block.stop)
             if kind == MULTICLASS:
-                out[:, block] = 0.0
-                out[:, columns[fitted.classes_]] = fitted.predict_proba(X)  # classes absent from training stay 0
+                fill_class_proba(out, block, fitted, X)
             elif self.native_multilabel:
                 learnable, estimator = fitted
                 if estimator is not None:

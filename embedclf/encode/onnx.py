@@ -1,0 +1,286 @@
+"""The ONNX Runtime backend: a model's transformer exported once, optionally quantised to int8, run on CPU.
+
+The export lives beside the embedding cache, one folder per model fingerprint and precision::
+
+    <cache root>/onnx/<fingerprint>/model.onnx         fp32, from torch.onnx.export (TorchScript exporter)
+    <cache root>/onnx/<fingerprint>-int8/model.onnx    onnxruntime quantize_dynamic: per-channel QInt8 weights
+
+Each folder also holds the model's fast tokenizer (``tokenizer.json``) and ``embedclf-onnx.json`` (input
+names, dimension, padding), so a run that finds its export imports neither torch nor transformers:
+tokenisation is the ``tokenizers`` library the fast tokenizer is built on, and pooling and
+normalisation are numpy. ``model.onnx`` is written last, to a temporary name renamed into place, under
+a file lock: its presence means the folder is complete, and two processes never export at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from embedclf.encode.models import ModelRef
+from embedclf.errors import EmbedclfError, missing_extra
+
+ONNX_PRECISIONS = ("fp32", "int8")
+MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "embedclf-onnx.json"
+OPSET = 17  # LayerNormalization is a single op from opset 17
+OUTPUT = "last_hidden_state"
+
+
+def require(module: str):
+    """Import an optional dependency of the onnx backend, or fail with the install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra(module, "onnx") from None
+
+
+# -- export --------------------------------------------------------------------------------------
+def export_dir(root: str | Path, fingerprint: str, precision: str) -> Path:
+    return Path(root) / "onnx" / (fingerprint + ("-int8" if precision == "int8" else ""))
+
+
+def ensure_export(ref: ModelRef, root: str | Path, precision: str) -> Path:
+    """The export folder of ``ref`` at ``precision``, exported (and quantised) on first use."""
+    if precision not in ONNX_PRECISIONS:
+        raise EmbedclfError(f"no onnx export at precision {precision!r}; expected {' or '.join(ONNX_PRECISIONS)}")
+    target = export_dir(root, ref.fingerprint, precision)
+    if (target / MODEL_FILE).exists():
+        return target
+    from filelock import FileLock
+
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbedclfError(f"{target.parent}: cannot write the onnx export ({exc.strerror})") from None
+    with FileLock(str(target.parent / f"{target.name}.lock")):
+        if (target / MODEL_FILE).exists():  # another process finished it while we waited
+            return target
+        for orphan in target.glob(".tmp-*"):  # left by an export that was killed
+            orphan.unlink(missing_ok=True)
+        if precision == "int8":
+            _quantize(ensure_export(ref, root, "fp32"), target)
+        else:
+            _export(ref, target)
+    return target
+
+
+def _export(ref: ModelRef, target: Path) -> None:
+    """torch.onnx.export of the transformer (token ids in, last hidden state out), batch and length dynamic."""
+    import inspect
+    import warnings
+
+    require("onnx")  # the TorchScript exporter serialises through it
+    import torch
+
+    from embedclf.encode.models import load_sentence_transformer
+
+    model = load_sentence_transformer(ref, pooling="mean", max_length=ref.max_length, device="cpu", precision="fp32")
+    transformer, tokenizer = model[0].auto_model, model[0].tokenizer
+    accepted = inspect.signature(transformer.forward).parameters
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+             if n in tokenizer.model_input_names and n in accepted]
+    # two texts of different lengths, so the traced graph keeps the attention mask (an all-ones
+    # mask may be optimised away by the attention code)
+    example = tokenizer(["a short text", "a longer text, so that the batch needs padding"], padding=True,
+                        return_tensors="pt")
+    axes = {name: {0: "batch", 1: "sequence"} for name in names + [OUTPUT]}
+    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_LastHiddenState(transformer, names), tuple(example[n] for n in names), str(tmp),
+                              input_names=names, output_names=[OUTPUT], dynamic_axes=axes, opset_version=OPSET,
+                              do_constant_folding=True, dynamo=False)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise EmbedclfError(f"cannot export {ref.name} to ONNX: {' '.join(str(exc).split())[:300]}") from None
+    tokenizer.backend_tokenizer.save(str(target / TOKENIZER_FILE))
+    meta = {"format": 1, "model": ref.name, "fingerprint": ref.fingerprint, "precision": "fp32", "inputs": names,
+            "output": OUTPUT, "dimension": int(transformer.config.hidden_size),
+            "pad_token_id": int(tokenizer.pad_token_id or 0), "truncation_side": tokenizer.truncation_side,
+            "opset": OPSET, "torch": torch.__version__}
+    (target / META_FILE).write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, target / MODEL_FILE)  # last: its presence marks the folder complete
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """Dynamic int8: weights QInt8 per output channel, activations quantised per batch at run time."""
+    require("onnx")
+    require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    logging.disable(logging.WARNING)  # it advises pre-processing on the root logger; per-channel suffices
+    try:
+        quantize_dynamic(str(source / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise EmbedclfError(f"cannot quantise {source / MODEL_FILE}: {' '.join(str(exc).split())[:300]}") from None
+    finally:
+        logging.disable(logging.NOTSET)
+    shutil.copyfile(source / TOKENIZER_FILE, target / TOKENIZER_FILE)
+    meta = json.loads((source / META_FILE).read_text()) | {"precision": "int8", "quantization": "dynamic, QInt8 "
+                                                           "weights per channel (onnxruntime quantize_dynamic)"}
+    (target / META_FILE).write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, target / MODEL_FILE)
+
+
+def _LastHiddenState(transformer, names: list[str]):
+    """The transformer with positional inputs in ``names`` order and one output, as the exporter wants."""
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *inputs):
+            return self.transformer(**dict(zip(names, inputs)), return_dict=True).last_hidden_state
+
+    return LastHiddenState().eval()
+
+
+# -- running -------------------------------------------------------------------------------------
+def cpu_cores() -> int:
+    """Physical cores this process may use: its CPU affinity, one per set of hyper-thread siblings,
+    capped by a cgroup CPU quota."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    count = len(cores)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def session_options(ort, threads: int | None = None):
+    options = ort.SessionOptions()
+    # One thread per physical core: the GEMMs that dominate a BERT forward saturate a core's vector
+    # units, so a hyper-thread sibling adds contention, not throughput; and counted from this process's
+    # affinity and cgroup quota, not the host's cores, which onnxruntime's default (0) may see in a
+    # container, oversubscribing a small CPU. One inter-op thread, sequential: a BERT graph is a chain.
+    options.intra_op_num_threads = threads or cpu_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # ALL adds the layout and CPU-specific fusions (MatMul+Add, GELU, LayerNorm; for int8 the fused
+    # DynamicQuantizeMatMul) to the basic ones. They depend on the CPU, so they run at each load
+    # (a fraction of a second) rather than being saved with the export.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
+    return options
+
+
+class OnnxEmbedder:
+    """Texts to pooled embeddings with an ONNX export: the onnx backend's counterpart of the SentenceTransformer."""
+
+    def __init__(self, directory: str | Path, *, max_length: int, pooling: str):
+        ort = require("onnxruntime")
+        from tokenizers import Tokenizer
+
+        directory = Path(directory)
+        self.directory = directory
+        self.meta = json.loads((directory / META_FILE).read_text())
+        self.max_length = max_length
+        self.pooling = pooling
+        self.session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=session_options(ort),
+                                            providers=["CPUExecutionProvider"])
+        self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+        self._counter.no_padding()
+        self._counter.no_truncation()
+        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length, direction=self.meta.get("truncation_side", "right"))
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.meta["dimension"])
+
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text, special tokens included and before truncation."""
+        return np.fromiter((len(e.ids) for e in self._counter.encode_batch(list(texts))), dtype=np.int64,
+                           count=len(texts))
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, max_tokens: int | None = None,
+               normalize: bool = True) -> np.ndarray:
+        """``(len(texts), dim)`` float32 in input order; batches as :func:`plan_batches` forms them."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        vectors = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        for batch in plan_batches(lengths, batch_size, max_tokens):
+            feed = self._pad([encodings[i] for i in batch], int(lengths[batch].max()))
+            hidden = self.session.run([OUTPUT], feed)[0]
+            vectors[batch] = pool(hidden, feed["attention_mask"], self.pooling)
+        return normalized(vectors) if normalize else vectors
+
+    def _pad(self, encodings, length: int) -> dict[str, np.ndarray]:
+        """Right-padded int64 inputs of one batch, named as the export's inputs."""
+        columns = {"input_ids": ("ids", self.meta["pad_token_id"]), "attention_mask": ("attention_mask", 0),
+                   "token_type_ids": ("type_ids", 0)}
+        feed = {}
+        for name in self.meta["inputs"]:
+            field, pad = columns[name]
+            array = np.full((len(encodings), length), pad, dtype=np.int64)
+            for row, encoding in enumerate(encodings):
+                values = getattr(encoding, field)
+                array[row, :len(values)] = values
+            feed[name] = array
+        if "attention_mask" not in feed:  # still needed for pooling
+            feed["attention_mask"] = np.zeros((len(encodings), length), dtype=np.int64)
+            for row, encoding in enumerate(encodings):
+                feed["attention_mask"][row, :len(encoding.ids)] = 1
+        return feed
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Positions of texts in batches, longest texts first.
+
+    Without a token budget every batch holds ``batch_size`` texts. With ``max_tokens`` a batch holds
+    as many texts as fit in the budget once padded to its longest (first) text, at least one: short
+    texts run in large batches, long ones in small.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        size = max(1, max_tokens // max(1, int(lengths[order[start]]))) if max_tokens else batch_size
+        batches.append(order[start:start + size])
+        start += size
+    return batches
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Sentence vectors from token vectors ``(batch, tokens, dim)`` as sentence-transformers' Pooling does."""
+    mask = mask[:, :, None].astype(hidden.dtype)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return np.where(mask > 0, hidden, np.float32(-1e9)).max(axis=1)
+    if mode == "mean":
+        return (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    raise ValueError(f"unknown pooling {mode!r}")
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (as torch.nn.functional.normalize: a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def load_onnx_embedder(ref: ModelRef, root: str | Path, *, precision: str, max_length: int,
+                       pooling: str) -> OnnxEmbedder:
+    require("onnxruntime")  # before an export that may take a while
+    return OnnxEmbedder(ensure_export(ref, root, precision), max_length=max_length, pooling=pooling)
