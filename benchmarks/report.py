@@ -196,18 +196,21 @@ def plot_label_f1(accuracy: dict, figures: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(BENCH / "results"))
-    parser.add_argument("--out", default=str(BENCH / "REPORT.md"))
+    parser.add_argument("--out", default=None, help="[default: REPORT.md, or REPORT-quick.md with --quick]")
+    parser.add_argument("--quick", action="store_true", help="render the quick runs' results")
     args = parser.parse_args()
+    suffix = "-quick" if args.quick else ""
+    args.out = args.out or str(BENCH / f"REPORT{suffix}.md")
     results, figures = Path(args.results), BENCH / "figures"
     figures.mkdir(exist_ok=True)
     lines = ["# embedclf benchmark report", "", f"Produced by `python benchmarks/run.py` at commit `{_commit()}`; "
              "every figure below comes from the JSON files in `benchmarks/results/`.", ""]
-    encode = _load(results, "encode.json")
+    encode = _load(results, f"encode{suffix}.json")
     if encode is not None:
         from benchmarks.encode import machine_lines
 
         lines += machine_lines(encode) + [""]
-    accuracy = _load(results, "accuracy.json") or _load(results, "accuracy-quick.json")
+    accuracy = _load(results, f"accuracy{suffix}.json")
     if accuracy:
         lines += headline_section(accuracy)
     if encode is not None:
@@ -218,7 +221,7 @@ def main() -> None:
         lines += accuracy_section(accuracy)
         lines += ["## Plots", ""] + plot_score_vs_time(accuracy, figures) + plot_label_f1(accuracy, figures)
         lines += cooccurrence_section(accuracy, figures)
-    finetune = _load(results, "finetune.json")
+    finetune = _load(results, f"finetune{suffix}.json")
     if finetune is not None:
         from benchmarks.finetune import render as render_finetune
 

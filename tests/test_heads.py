@@ -98,3 +98,17 @@ def test_cooccurrence_order_puts_implied_labels_after_their_antecedent():
     Y = np.array([[1, 1, 1], [1, 1, 1], [0, 1, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0]])
     order = list(cooccurrence_order(Y))
     assert order[0] == 1 and order.index(0) < order.index(2) or order.index(2) == order.index(0) + 1
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("mlp", dict(loss="hinge"), "--loss 'hinge' is not one of: bce, focal"),
+    ("chain", dict(order="alphabetic"), "--order 'alphabetic' is not one of"),
+    ("logreg", dict(C=-1.0), "--C must be positive"),
+    ("mlp", dict(dropout=1.5), "--dropout must be in"),
+    ("knn", dict(n_neighbors=0), "--neighbors must be positive"),
+])
+def test_bad_head_parameters_are_one_line_errors(name, params, message):
+    from embedclf.errors import EmbedclfError
+
+    with pytest.raises(EmbedclfError, match=message):
+        make_head(name, **params)

@@ -28,7 +28,22 @@ def make_head(name: str, **params):
         raise EmbedclfError(f"unknown head {name!r}; expected one of {', '.join(HEAD_NAMES)}")
     cls = classes[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})
+    params = {k: v for k, v in params.items() if k in accepted and v is not None}
+    for key, allowed in CHOICES.items():
+        if key in params and params[key] not in allowed:
+            shown = ", ".join(str(a) for a in allowed if a is not None)
+            raise EmbedclfError(f"--{key.replace('_', '-')} {params[key]!r} is not one of: {shown}")
+    for key in ("C", "lr", "epochs", "batch_size", "n_neighbors", "ensemble", "gamma"):
+        if key in params and not params[key] > 0:
+            raise EmbedclfError(f"--{key.replace('_', '-').replace('n-neighbors', 'neighbors')} must be positive")
+    for key in ("dropout", "alpha"):
+        if key in params and not 0 <= params[key] < 1:
+            raise EmbedclfError(f"--{key} must be in [0, 1)")
+    return cls(**params)
+
+
+CHOICES = {"loss": ("bce", "focal"), "class_weight": (None, "balanced"), "base": ("logreg", "svm"),
+           "order": ("random", "frequency", "cooccurrence")}
 
 
 def head_name(head) -> str:
