@@ -201,6 +201,15 @@ def _cell_text(value) -> str:
     return "" if _missing(value) else str(value).strip()
 
 
+def join_texts(columns: Sequence[Sequence]) -> list[str]:
+    """One text per row: the row's non-empty cells of ``columns`` (title, body, ...), stripped and joined by a newline.
+
+    An empty result means the row has no text. The local reader and the Ray engine both call this,
+    so a text, and so its cache key, is the same whichever engine read it.
+    """
+    return ["\n".join(t for t in (_cell_text(v) for v in cells) if t) for cells in zip(*columns)]
+
+
 def _parse_labels(value, sep: str | None) -> list[str]:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [str(v).strip() for v in value if not _missing(v) and str(v).strip()]
@@ -260,8 +269,7 @@ def load_dataset(path: str | Path, text_cols: Sequence[str] = ("text",), label_c
             hint = "; headerless file? name its columns with --columns" if columns is None and Path(path).suffix.lower() in (".tsv", ".csv") else ""
             raise EmbedclfError(f"{path}: no column {column!r} (columns: {', '.join(available[:20])}){hint}")
 
-    parts = [frame[c].tolist() for c in text_cols]
-    joined = ["\n".join(t for t in (_cell_text(v) for v in cells) if t) for cells in zip(*parts)]
+    joined = join_texts([frame[c].tolist() for c in text_cols])
     keep = np.array([bool(t) for t in joined], dtype=bool)
     if strict and not keep.all():
         row = int(np.flatnonzero(~keep)[0])

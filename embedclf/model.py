@@ -134,8 +134,14 @@ class TextClassifier:
 
     @classmethod
     def load(cls, directory: str | Path, *, model: str | None = None, cache=None, device: str = "auto",
-             batch_size: int | None = None) -> "TextClassifier":
-        """Load and verify a model folder; ``model`` points at the encoder's files if they moved."""
+             batch_size: int | None = None, backend: str | None = None,
+             precision: str | None = None) -> "TextClassifier":
+        """Load and verify a model folder; ``model`` points at the encoder's files if they moved.
+
+        The head was fitted on vectors of one backend and precision (an int8 model on int8 vectors),
+        so the encoder uses the manifest's unless ``backend`` or ``precision`` say otherwise; manifests
+        older than the onnx backend are torch.
+        """
         import skops.io as sio
 
         directory = Path(directory)
@@ -165,8 +171,12 @@ class TextClassifier:
         enc = manifest["encoder"]
         if model is None and enc.get("bundled"):
             model = str(directory / enc["model"])
+        backend = backend or enc.get("backend", "torch")
+        if precision is None:
+            # a torch precision does not carry over to onnx, where auto means fp32
+            precision = enc["precision"] if backend == enc.get("backend", "torch") else "auto"
         encoder = Encoder(model or enc["model"], pooling=enc["pooling"], max_length=enc["max_length"],
-                          normalize=enc["normalize"], precision=enc["precision"], device=device,
+                          normalize=enc["normalize"], precision=precision, backend=backend, device=device,
                           batch_size=batch_size or enc.get("batch_size", 32), cache=cache)
         if encoder.ref.fingerprint != enc["fingerprint"]:
             raise EmbedclfError(

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength, Model, NoCache,
-                                  Normalize, Pooling, Precision, Strict, Task, TextCol, data_options,
-                                  encoder_options, say)
+from embedclf.cli.options import (Backend, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength, Model,
+                                  ModelBackend, ModelPrecision, NoCache, Normalize, Pooling, Precision, Strict, Task,
+                                  TextCol, data_options, encoder_options, say)
 
 HEAD = "Head options"
 DECIDE = "Decision options"
@@ -55,8 +55,8 @@ def fit(
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
     model: Model = None, encode_batch_size: EncodeBatch = 32, max_length: MaxLength = None, pooling: Pooling = None,
-    normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", cache: Cache = None,
-    no_cache: NoCache = False,
+    normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", backend: Backend = "torch",
+    cache: Cache = None, no_cache: NoCache = False,
 ):
     """Fit a head on TRAIN's embeddings (encoded through the cache) and save it to --out."""
     from embedclf.encode.encoder import Encoder
@@ -68,13 +68,13 @@ def fit(
                           hidden=tuple(hidden) if hidden else None, dropout=dropout, epochs=epochs, lr=lr,
                           batch_size=batch_size, patience=patience, loss=loss, gamma=gamma, alpha=alpha, base=base,
                           order=order, ensemble=ensemble, random_state=seed)
+    encoder = Encoder(**encoder_options(model, encode_batch_size, max_length, pooling, normalize, device, precision,
+                                        backend, cache, no_cache))  # checks the settings, loads nothing
     train_data = options.load(train, require_labels=True)
     say(train_data.summary())
     valid_data = options.load(valid, require_labels=True) if valid else None
     if valid_data is not None:
         say(valid_data.summary())
-    encoder = Encoder(**encoder_options(model, encode_batch_size, max_length, pooling, normalize, device, precision,
-                                        cache, no_cache))
     classifier = fit_classifier(train_data, estimator, encoder, data_options=options, valid=valid_data,
                                 valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
                                 at_least_one=at_least_one, seed=seed, say=say)
@@ -93,11 +93,11 @@ def _say_validation(validation: dict | None) -> None:
             say(f"validation {target}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
 
-def _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur):
+def _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur, backend=None, precision=None):
     from embedclf.model import TextClassifier
 
     classifier = TextClassifier.load(model_dir, model=model, cache=False if no_cache else cache, device=device,
-                                     batch_size=encode_batch_size)
+                                     batch_size=encode_batch_size, backend=backend, precision=precision)
     if cooccur is not None:
         from embedclf.postprocess.cooccur import CooccurrenceRules, check_rules_fit
 
@@ -126,14 +126,15 @@ def predict(
     cooccur: Annotated[Optional[Path], typer.Option(help="Co-occurrence rules to apply (from embedclf cooccur).")] = None,
     columns: Columns = None, text_col: TextCol = None,
     model: Model = None, encode_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass.")] = None,
-    device: Device = "auto", cache: Cache = None, no_cache: NoCache = False,
+    device: Device = "auto", backend: ModelBackend = None, precision: ModelPrecision = None, cache: Cache = None,
+    no_cache: NoCache = False,
 ):
     """Label the texts of DATA; writes label names and a probability per label. Data options default to the model's."""
     from embedclf.inference import predict_dataset, predictions_frame
     from embedclf.io import check_table_path, write_table
 
     check_table_path(out)
-    classifier = _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur)
+    classifier = _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur, backend, precision)
     options = _data(classifier, columns, text_col, None, None, None)
     dataset = options.load(data, labels=False)
     say(dataset.summary())
@@ -154,14 +155,15 @@ def evaluate(
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None,
     model: Model = None, encode_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass.")] = None,
-    device: Device = "auto", cache: Cache = None, no_cache: NoCache = False,
+    device: Device = "auto", backend: ModelBackend = None, precision: ModelPrecision = None, cache: Cache = None,
+    no_cache: NoCache = False,
 ):
     """Score the model on labelled TEST data: prints a readable report, --report writes it as JSON."""
     from embedclf.evaluate import compare_reports, format_report
     from embedclf.inference import evaluate_dataset
     from embedclf.io import atomic_write_text
 
-    classifier = _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur)
+    classifier = _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur, backend, precision)
     options = _data(classifier, columns, text_col, label_col, label_sep, label_names)
     dataset = options.load(test, require_labels=True)
     say(dataset.summary())

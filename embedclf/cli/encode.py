@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (BatchSize, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength, Model,
-                                  NoCache, Normalize, Pooling, Precision, Strict, Task, TextCol, data_options,
+from embedclf.cli.options import (Backend, BatchSize, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength,
+                                  Model, NoCache, Normalize, Pooling, Precision, Strict, Task, TextCol, data_options,
                                   encoder_options, say)
 
 
@@ -18,28 +18,37 @@ def encode(
     data: Annotated[Path, typer.Argument(help="CSV, TSV, JSON lines or Parquet file.")],
     out: Annotated[Optional[Path], typer.Option(help="Also write the embeddings, in input order, to this .npy file.")] = None,
     chunk_size: Annotated[int, typer.Option(help="Texts per cache commit; a killed run loses at most one chunk.")] = 1024,
+    check_fidelity: Annotated[Optional[int], typer.Option(
+        "--check-fidelity", metavar="N", help="Also encode the first N texts with fp32 torch (not cached) and print "
+        "the cosine similarity of this run's vectors to those.")] = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
     model: Model = None, batch_size: BatchSize = 32, max_length: MaxLength = None, pooling: Pooling = None,
-    normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", cache: Cache = None,
-    no_cache: NoCache = False,
+    normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", backend: Backend = "torch",
+    cache: Cache = None, no_cache: NoCache = False,
 ):
     """Encode the texts of DATA into embeddings, through the cache: a text seen before is never re-encoded."""
     from embedclf.encode.encoder import Encoder
+    from embedclf.encode.fidelity import check_fidelity as fidelity
+    from embedclf.errors import EmbedclfError
     from embedclf.io import check_matrix_path, save_matrix
 
     if out is not None:
         check_matrix_path(out)
+    if check_fidelity is not None and check_fidelity < 1:
+        raise EmbedclfError("--check-fidelity needs a positive number of texts")
+    encoder = Encoder(**encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, backend,
+                                        cache, no_cache), chunk_size=chunk_size)  # checks the settings, loads nothing
     dataset = data_options(columns, text_col, label_col, label_sep, label_names, task, strict).load(data)
     say(dataset.summary())
-    encoder = Encoder(**encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, cache,
-                                        no_cache), chunk_size=chunk_size)
     matrix = encoder.encode(dataset.texts)
     report = encoder.last_report
     say(f"encoded with {encoder.ref.describe()}, {encoder.pooling} pooling, max {encoder.max_length} tokens, "
-        f"{encoder.precision}: {report.summary(encoder.max_length)}")
+        f"{encoder.describe()}: {report.summary(encoder.max_length)}")
     if report.cache_dir:
         say(f"embeddings cached in {report.cache_dir} ({matrix.shape[1]} dims)")
+    if check_fidelity:
+        say(fidelity(encoder, dataset.texts[:check_fidelity], matrix[:check_fidelity]).summary())
     if out is not None:
         save_matrix(out, matrix)
         say(f"wrote {matrix.shape[0]:,} x {matrix.shape[1]} matrix to {out}")
@@ -62,8 +71,8 @@ def cache_info(cache: Cache = None):
     typer.echo(f"{'space':<16}  {'entries':>9}  {'size':>9}  {'modified':>9}  model")
     for info in spaces:
         c = info.config
-        setting = f"{c.get('pooling')}, {c.get('max_length')} tok, {c.get('precision')}" + \
-            ("" if c.get("normalize", True) else ", unnormalised")
+        setting = f"{c.get('pooling')}, {c.get('max_length')} tok, {c.get('backend', 'torch')} " \
+                  f"{c.get('precision')}" + ("" if c.get("normalize", True) else ", unnormalised")
         typer.echo(f"{info.id:<16}  {info.entries:>9,}  {info.size_bytes / 2**20:>7.1f}MB  {format_age(info.modified):>9}  "
                    f"{c.get('model')} [{str(c.get('fingerprint', ''))[:12]}] ({setting})")
     total = sum(i.size_bytes for i in spaces)

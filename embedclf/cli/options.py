@@ -38,8 +38,17 @@ Pooling = Annotated[Optional[str], typer.Option(
 Normalize = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale embeddings to unit length.",
                                          rich_help_panel=ENCODER)]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda (auto: CUDA when present).", rich_help_panel=ENCODER)]
+Backend = Annotated[str, typer.Option(
+    help="torch, or onnx: onnxruntime on the CPU, exported on first use (needs embedclf[onnx]).",
+    rich_help_panel=ENCODER)]
 Precision = Annotated[str, typer.Option(
-    help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, fp32 on CPU).", rich_help_panel=ENCODER)]
+    help="torch: auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, fp32 on CPU); onnx: auto (fp32), fp32 or int8.",
+    rich_help_panel=ENCODER)]
+ModelBackend = Annotated[Optional[str], typer.Option(
+    help="torch or onnx. [default: the one the model was fitted with]", rich_help_panel=ENCODER)]
+ModelPrecision = Annotated[Optional[str], typer.Option(
+    help="Encoding precision (see fit --help). [default: the one the model was fitted with]",
+    rich_help_panel=ENCODER)]
 Cache = Annotated[Optional[Path], typer.Option(
     help="Embedding cache directory. [default: $EMBEDCLF_CACHE or ./cache]", rich_help_panel=ENCODER)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Encode without reading or writing the cache.",
@@ -55,11 +64,12 @@ def data_options(columns, text_col, label_col, label_sep, label_names, task, str
                        strict=strict)
 
 
-def encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, cache, no_cache) -> dict:
+def encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, backend, cache,
+                    no_cache) -> dict:
     from embedclf.encode.models import DEFAULT_MODEL
 
     return dict(model=model or DEFAULT_MODEL, batch_size=batch_size, max_length=max_length, pooling=pooling,
-                normalize=normalize, device=device, precision=precision,
+                normalize=normalize, device=device, precision=precision, backend=backend,
                 cache=False if no_cache else (str(cache) if cache else None))
 
 

@@ -81,22 +81,19 @@ class Encoder:
     ``pooling`` and ``max_length`` default to the model's own. ``backend='torch'`` takes precision
     fp32, fp16 or bf16 (``'auto'``: fp16 on CUDA, fp32 on CPU); ``backend='onnx'`` (CPU only, needs
     ``embedclf[onnx]``) takes fp32 or int8 (``'auto'``: fp32) and exports the model to ONNX under the
-    cache root on first use (the default root when ``cache=False``). ``max_tokens_per_batch`` caps
-    the onnx backend's batches by padded tokens instead of ``batch_size`` texts. The model is loaded
-    only when some text is not cached.
+    cache root on first use (the default root when ``cache=False``). The model is loaded only when
+    some text is not cached.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | None = None, max_length: int | None = None,
                  normalize: bool = True, device: str = "auto", precision: str = "auto", backend: str = "torch",
-                 batch_size: int = 32, max_tokens_per_batch: int | None = None, chunk_size: int = 1024,
+                 batch_size: int = 32, chunk_size: int = 1024,
                  cache: str | Path | EmbeddingCache | bool | None = None, progress: bool | None = None):
         if pooling is not None and pooling not in POOLING_MODES:
             raise EmbedclfError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")
         check_backend(backend, precision, device)
         if batch_size < 1 or chunk_size < 1:
             raise EmbedclfError("--batch-size and --chunk-size must be positive")
-        if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
-            raise EmbedclfError("--max-tokens-per-batch must be positive")
         if max_length is not None and max_length < 2:
             raise EmbedclfError("--max-length must be at least 2 tokens")
         self.model_name = model
@@ -107,7 +104,6 @@ class Encoder:
         self.requested_precision = precision
         self.backend = backend
         self.batch_size = batch_size
-        self.max_tokens_per_batch = max_tokens_per_batch
         self.chunk_size = chunk_size
         self.progress = progress
         if cache is False:
@@ -182,8 +178,7 @@ class Encoder:
         """A new encoder with these settings changed and the rest (and the resolved model) kept."""
         settings = dict(model=self.model_name, pooling=self.requested_pooling, max_length=self.requested_max_length,
                         normalize=self.normalize, device=self.requested_device, precision=self.requested_precision,
-                        backend=self.backend, batch_size=self.batch_size,
-                        max_tokens_per_batch=self.max_tokens_per_batch, chunk_size=self.chunk_size,
+                        backend=self.backend, batch_size=self.batch_size, chunk_size=self.chunk_size,
                         cache=self.cache if self.cache is not None else False, progress=self.progress) | changes
         other = Encoder(settings.pop("model"), **settings)
         if other.model_name == self.model_name:
@@ -278,15 +273,17 @@ class Encoder:
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         if self.backend == "onnx":
-            return self.model.encode(texts, batch_size=self.batch_size, max_tokens=self.max_tokens_per_batch,
-                                     normalize=self.normalize)
+            return self.model.encode(texts, batch_size=self.batch_size, normalize=self.normalize)
         import torch
 
+        size = self.batch_size
         with torch.inference_mode():
-            vectors = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=False,
-                                        convert_to_numpy=False, convert_to_tensor=True,
-                                        normalize_embeddings=False)
-            vectors = vectors.float()
+            # one call per batch: the texts arrive sorted by token count, and a single call would let
+            # sentence-transformers re-sort them by characters, which pads more (measured: +32% vs +2%)
+            vectors = torch.cat([self.model.encode(texts[start:start + size], batch_size=size,
+                                                   show_progress_bar=False, convert_to_numpy=False,
+                                                   convert_to_tensor=True, normalize_embeddings=False)
+                                 for start in range(0, len(texts), size)]).float()
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,130 @@
+"""Encoder backends side by side: texts/s, peak memory and cosine to torch fp32, on GoEmotions texts.
+
+    python benchmarks/backends.py                # 500 texts, every variant twice, alternating
+    python benchmarks/backends.py --texts 200 --rounds 1
+
+Variants (all batch size 32, max length 256, the default model, CPU): torch fp32, torch bf16, onnx
+fp32, onnx int8. The ONNX export is made first; then each run is its own process on an uncached
+Encoder, warmed up (model loaded) on 64 other texts, so texts/s is encoding only. The cosine is per text,
+against the torch fp32 vectors of the same round. Writes ``<out-dir>/backends.json`` and prints a
+Markdown table; on a shared machine the load average is part of the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+GOEMOTIONS = ROOT.parent / "shared" / "datasets" / "goemotions" / "train.tsv"
+VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
+BATCH_SIZE, MAX_LENGTH, WARMUP = 32, 256, 64
+
+
+def texts(n: int) -> tuple[list[str], list[str]]:
+    from embedclf.data import load_dataset
+
+    all_texts = load_dataset(GOEMOTIONS, ["text"], columns=["text", "labels", "id"]).texts
+    return all_texts[:n], all_texts[n:n + WARMUP]
+
+
+def run_variant(backend: str, precision: str, n: int, vectors: str) -> dict:
+    """In the child: one uncached Encoder (the ONNX export goes to $EMBEDCLF_CACHE), warmed up, then timed."""
+    import numpy as np
+
+    from embedclf.encode.encoder import Encoder
+
+    measured, warmup = texts(n)
+    encoder = Encoder(backend=backend, precision=precision, batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
+                      device="cpu", cache=False, progress=False)
+    encoder.encode(warmup)
+    start = time.perf_counter()
+    X = encoder.encode(measured)
+    seconds = time.perf_counter() - start
+    np.save(vectors, X)
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    return {"seconds": seconds, "texts_per_second": n / seconds, "peak_rss_mb": peak}
+
+
+def measure(n: int, rounds: int) -> dict:
+    import numpy as np
+
+    from embedclf.encode.fidelity import cosines
+
+    results = {f"{b} {p}": {"runs": []} for b, p in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="embedclf-backends-") as tmp:
+        env = os.environ | {"EMBEDCLF_CACHE": f"{tmp}/cache"}
+        # export (and quantise) first, in a process of its own: the measured runs then only load it
+        subprocess.run([sys.executable, __file__, "--prepare"], env=env, check=True)
+        for round_number in range(rounds):
+            for backend, precision in VARIANTS:
+                name, out = f"{backend} {precision}", f"{tmp}/{backend}-{precision}.npy"
+                command = [sys.executable, __file__, "--variant", backend, precision, "--texts", str(n),
+                           "--vectors", out]
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
+                run = json.loads(done.stdout.strip().splitlines()[-1]) | {"load_average": os.getloadavg()[0]}
+                results[name]["runs"].append(run)
+                print(f"round {round_number + 1}: {name}: {run['texts_per_second']:.1f} texts/s "
+                      f"(load {run['load_average']:.1f})", file=sys.stderr)
+            reference = np.load(f"{tmp}/torch-fp32.npy")
+            for backend, precision in VARIANTS:
+                similarity = cosines(reference, np.load(f"{tmp}/{backend}-{precision}.npy"))
+                results[f"{backend} {precision}"]["cosine"] = {"mean": float(similarity.mean()),
+                                                               "min": float(similarity.min())}
+    return results
+
+
+def markdown(results: dict, n: int) -> str:
+    lines = [f"{n} GoEmotions train texts, batch {BATCH_SIZE}, max length {MAX_LENGTH}, CPU; texts/s of each round",
+             "", "| variant | texts/s | peak RSS MB | cosine to torch fp32 (mean / min) |", "|---|---:|---:|---:|"]
+    for name, result in results.items():
+        rates = " / ".join(f"{r['texts_per_second']:.0f}" for r in result["runs"])
+        peak = max(r["peak_rss_mb"] for r in result["runs"])
+        cosine = result["cosine"]
+        lines.append(f"| {name} | {rates} | {peak:.0f} | {cosine['mean']:.4f} / {cosine['min']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--variant", nargs=2, metavar=("BACKEND", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--vectors", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.prepare:
+        from embedclf.encode.encoder import Encoder
+
+        Encoder(backend="onnx", precision="int8", cache=False).model  # exports fp32, then quantises it
+        return 0
+    if args.variant:
+        print(json.dumps(run_variant(*args.variant, args.texts, args.vectors)))
+        return 0
+    from embedclf.io import atomic_write_text
+
+    results = measure(args.texts, args.rounds)
+    report = {"benchmark": "backends", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "texts": args.texts,
+              "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "cpus": len(os.sched_getaffinity(0)),
+              "variants": results}
+    atomic_write_text(args.out_dir / "backends.json", json.dumps(report, indent=1))
+    print(markdown(results, args.texts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
