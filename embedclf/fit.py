@@ -50,12 +50,13 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
 
 def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: DataOptions | None = None,
                    valid: Dataset | None = None, valid_split: float | None = None, threshold: float = 0.5,
-                   tune_thresholds: bool = False, at_least_one: bool = False, seed: int = 0,
+                   tune_thresholds: bool = False, at_least_one: bool = False, seed: int = 0, rules=None,
                    say: Callable[[str], None] | None = None) -> TextClassifier:
     """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
 
     Validation data (``valid``, or a stratified ``valid_split`` of train) drives MLP early stopping
-    and per-label threshold tuning, and its metrics are stored with the model.
+    and per-label threshold tuning, and its metrics are stored with the model. ``rules``
+    (co-occurrence rules) are stored with the model and applied to every prediction.
     """
     from embedclf.evaluate import evaluate
     from embedclf.postprocess.thresholds import tune_thresholds as tune
@@ -77,8 +78,12 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
     fit_seconds = time.perf_counter() - start
     say(f"fitted {type(head).__name__} on {len(X):,} x {X.shape[1]} in {fit_seconds:.1f}s")
 
+    if rules is not None:
+        from embedclf.postprocess.cooccur import check_rules_fit
+
+        check_rules_fit(rules, space, rules.source_)
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=threshold,
-                                at_least_one=at_least_one,
+                                at_least_one=at_least_one, rules=rules,
                                 info={"train_rows": len(X), "fit_seconds": round(fit_seconds, 3),
                                       "train_file": train.path})
     if X_valid is not None:

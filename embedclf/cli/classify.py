@@ -47,6 +47,9 @@ def fit(
                                                  rich_help_panel=HEAD)] = None,
     ensemble: Annotated[Optional[int], typer.Option(help="Number of chains averaged.", rich_help_panel=HEAD)] = None,
     seed: Annotated[int, typer.Option(help="Random seed (splits, MLP, chains).")] = 0,
+    cooccur: Annotated[Optional[Path], typer.Option(help="Co-occurrence rules (from embedclf cooccur) to store with "
+                                                         "the model and apply to its predictions.",
+                                                    rich_help_panel=DECIDE)] = None,
     threshold: Annotated[float, typer.Option(help="Global multi-label decision threshold.", rich_help_panel=DECIDE)] = 0.5,
     tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="Tune a threshold per label on the "
                                                   "validation data to maximise its F1.", rich_help_panel=DECIDE)] = False,
@@ -62,6 +65,7 @@ def fit(
     from embedclf.encode.encoder import Encoder
     from embedclf.fit import fit_classifier
     from embedclf.heads import make_head
+    from embedclf.postprocess.cooccur import CooccurrenceRules
 
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
     estimator = make_head(head, C=c, class_weight=class_weight, n_neighbors=neighbors,
@@ -77,7 +81,8 @@ def fit(
         say(valid_data.summary())
     classifier = fit_classifier(train_data, estimator, encoder, data_options=options, valid=valid_data,
                                 valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
-                                at_least_one=at_least_one, seed=seed, say=say)
+                                at_least_one=at_least_one, seed=seed, say=say,
+                                rules=CooccurrenceRules.load(cooccur) if cooccur else None)
     _say_validation(classifier.info.get("validation"))
     classifier.save(out)
     say(f"saved {head} model for {classifier.space.task} ({', '.join(map(str, classifier.space.sizes))} labels) "
