@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"missing data ({', '.join(missing)}): the benchmark reads ../shared/datasets beside the repository")
         return 2
     result = benchmark(args)
-    out = Path(args.out_dir) / "encode.json"
+    out = Path(args.out_dir) / ("encode-quick.json" if args.quick else "encode.json")
     atomic_write_text(out, json.dumps(result, indent=1))
     print(markdown(result))
     log(f"wrote {out} in {result['wall_seconds']:.0f}s")

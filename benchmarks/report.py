@@ -205,7 +205,7 @@ def main() -> None:
     figures.mkdir(exist_ok=True)
     lines = ["# embedclf benchmark report", "", f"Produced by `python benchmarks/run.py` at commit `{_commit()}`; "
              "every figure below comes from the JSON files in `benchmarks/results/`.", ""]
-    encode = _load(results, f"encode{suffix}.json")
+    encode = _load(results, f"encode{suffix}.json") or _load(results, "encode.json")
     if encode is not None:
         from benchmarks.encode import machine_lines
 
@@ -217,6 +217,11 @@ def main() -> None:
         from benchmarks.encode import render
 
         lines += render(encode) + [""]
+    backends, downstream = _load(results, "backends.json"), _load(results, f"downstream{suffix}.json")
+    if backends or downstream:
+        from benchmarks.downstream import render as render_backends
+
+        lines += render_backends(downstream, backends)
     if accuracy:
         lines += accuracy_section(accuracy)
         lines += ["## Plots", ""] + plot_score_vs_time(accuracy, figures) + plot_label_f1(accuracy, figures)

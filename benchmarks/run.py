@@ -30,7 +30,7 @@ def step(title: str, command: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: encode,accuracy,finetune,rules")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,encode,backends,finetune")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
     skip = set(filter(None, args.skip.split(",")))
@@ -40,11 +40,14 @@ def main() -> None:
                                      "text", "--label-col", "labels", "--threshold", "0.9", "--out",
                                      str(BENCH / "results" / "reuters-rules.json"), "--graph",
                                      str(BENCH / "figures" / "reuters-rules.png")])
-    if "encode" not in skip:
-        step("encoder throughput and scaling", [python, str(BENCH / "encode.py"), *quick])
     if "accuracy" not in skip:
         heads = ["--heads", "logreg,svm,knn,mlp (BCE),mlp (focal),chain"] if args.quick else []
         step("accuracy of every head", [python, str(BENCH / "accuracy.py"), *quick, *heads])
+    if "encode" not in skip:
+        step("encoder throughput and scaling", [python, str(BENCH / "encode.py"), *quick])
+    if "backends" not in skip:
+        step("encoder backends", [python, str(BENCH / "backends.py")] + (["--rounds", "1"] if args.quick else []))
+        step("backends downstream", [python, str(BENCH / "downstream.py"), *quick])
     if "finetune" not in skip:
         step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
