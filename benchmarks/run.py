@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,encode,backends,finetune")
+    parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
     skip = set(filter(None, args.skip.split(",")))
@@ -49,7 +50,8 @@ def main() -> None:
         step("encoder backends", [python, str(BENCH / "backends.py")] + (["--rounds", "1"] if args.quick else []))
         step("backends downstream", [python, str(BENCH / "downstream.py"), *quick])
     if "finetune" not in skip:
-        step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick])
+        step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick, "--budget-minutes",
+                                    args.finetune_minutes])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
 
 
