@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -145,22 +145,29 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None):
 def _read_json_lines(path: Path):
     import pandas as pd
 
-    records = []
-    opener = _open_text(path)
-    with opener as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if number == 1 and line.lstrip().startswith("["):  # a JSON array, not JSON lines
-                    return pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8")))
-                raise EmbedclfError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise EmbedclfError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
+    with _open_text(path) as handle:
+        records = json_records(handle, path)
+    if records is None:  # a JSON array, not JSON lines
+        return pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8")))
     return pd.DataFrame.from_records(records)
+
+
+def json_records(lines: Iterable[str], path) -> list[dict] | None:
+    """The objects of JSON lines, blank lines skipped; None when the first line opens a JSON array instead."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == 1 and line.lstrip().startswith("["):
+                return None
+            raise EmbedclfError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise EmbedclfError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
 
 
 def _open_text(path: Path):

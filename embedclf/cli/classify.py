@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Backend, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength, Model,
-                                  ModelBackend, ModelPrecision, NoCache, Normalize, Pooling, Precision, Strict, Task,
-                                  TextCol, data_options, encoder_options, say)
+from embedclf.cli.options import (Actors, Address, Backend, Cache, Columns, Device, Engine, GpusPerActor, LabelCol,
+                                  LabelNames, LabelSep, MaxLength, Model, ModelBackend, ModelPrecision, NoCache,
+                                  Normalize, Pooling, Precision, Strict, Task, TextCol, check_engine, data_options,
+                                  encoder_options, say)
 
 HEAD = "Head options"
 DECIDE = "Decision options"
@@ -127,17 +128,32 @@ def _data(classifier, columns, text_col, label_col, label_sep, label_names):
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by fit or finetune.")],
     data: Annotated[Path, typer.Argument(help="Texts to classify.")],
-    out: Annotated[Path, typer.Option(help="Predictions: .csv, .tsv, .jsonl or .parquet.")],
+    out: Annotated[Path, typer.Option(help="Predictions: .csv, .tsv, .jsonl or .parquet; with --engine ray a "
+                                           "directory of Parquet shards.")],
     cooccur: Annotated[Optional[Path], typer.Option(help="Co-occurrence rules to apply (from embedclf cooccur).")] = None,
     columns: Columns = None, text_col: TextCol = None,
     model: Model = None, encode_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass.")] = None,
     device: Device = "auto", backend: ModelBackend = None, precision: ModelPrecision = None, cache: Cache = None,
     no_cache: NoCache = False,
+    engine: Engine = "local", address: Address = None, actors: Actors = 2, gpus_per_actor: GpusPerActor = 0,
 ):
     """Label the texts of DATA; writes label names and a probability per label. Data options default to the model's."""
+    from embedclf.errors import EmbedclfError
     from embedclf.inference import predict_dataset, predictions_frame
-    from embedclf.io import check_table_path, write_table
+    from embedclf.io import TABLE_FORMATS, check_table_path, write_table
 
+    if check_engine(engine, address, actors, gpus_per_actor):
+        from embedclf.inference_ray import predict_with_ray
+
+        if out.suffix in TABLE_FORMATS:
+            raise EmbedclfError(f"{out}: with --engine ray, --out is a directory (of Parquet shards)")
+        report = predict_with_ray(model_dir, data, out, address=address, actors=actors, gpus_per_actor=gpus_per_actor,
+                                  encode_batch_size=encode_batch_size, text_cols=text_col or None,
+                                  columns=[c.strip() for c in columns.split(",")] if columns else None,
+                                  cooccur=cooccur, model=model, backend=backend, precision=precision)
+        for line in report.lines(data):
+            say(line)
+        return
     check_table_path(out)
     classifier = _load(model_dir, model, cache, no_cache, device, encode_batch_size, cooccur, backend, precision)
     options = _data(classifier, columns, text_col, None, None, None)

@@ -8,16 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Backend, BatchSize, Cache, Columns, Device, LabelCol, LabelNames, LabelSep, MaxLength,
-                                  Model, NoCache, Normalize, Pooling, Precision, Strict, Task, TextCol, data_options,
-                                  encoder_options, say)
+from embedclf.cli.options import (Actors, Address, Backend, BatchSize, Cache, Columns, Device, Engine, GpusPerActor,
+                                  LabelCol, LabelNames, LabelSep, MaxLength, Model, NoCache, Normalize, Pooling,
+                                  Precision, SCALE, Strict, Task, TextCol, check_engine, data_options, encoder_options,
+                                  say)
 
 
 @app.command()
 def encode(
-    data: Annotated[Path, typer.Argument(help="CSV, TSV, JSON lines or Parquet file.")],
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, JSON lines or Parquet file (with --engine ray also a "
+                                                   "directory of them).")],
     out: Annotated[Optional[Path], typer.Option(help="Also write the embeddings, in input order, to this .npy file.")] = None,
-    chunk_size: Annotated[int, typer.Option(help="Texts per cache commit; a killed run loses at most one chunk.")] = 1024,
+    chunk_size: Annotated[int, typer.Option(help="Texts per cache commit (with --engine ray: per actor call); a killed "
+                                                 "run or actor loses at most one chunk.")] = 1024,
     check_fidelity: Annotated[Optional[int], typer.Option(
         "--check-fidelity", metavar="N", help="Also encode the first N texts with fp32 torch (not cached) and print "
         "the cosine similarity of this run's vectors to those.")] = None,
@@ -26,6 +29,10 @@ def encode(
     model: Model = None, batch_size: BatchSize = 32, max_length: MaxLength = None, pooling: Pooling = None,
     normalize: Normalize = True, device: Device = "auto", precision: Precision = "auto", backend: Backend = "torch",
     cache: Cache = None, no_cache: NoCache = False,
+    engine: Engine = "local", address: Address = None, actors: Actors = 2, gpus_per_actor: GpusPerActor = 0,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        help="With --engine ray: where the actors write Parquet shards (row, key, tokens, vector); on several "
+             "machines a directory all of them reach. [default: CACHE/ray-SPACE/RUN]", rich_help_panel=SCALE)] = None,
 ):
     """Encode the texts of DATA into embeddings, through the cache: a text seen before is never re-encoded."""
     from embedclf.encode.encoder import Encoder
@@ -37,6 +44,27 @@ def encode(
         check_matrix_path(out)
     if check_fidelity is not None and check_fidelity < 1:
         raise EmbedclfError("--check-fidelity needs a positive number of texts")
+    if check_engine(engine, address, actors, gpus_per_actor):
+        from embedclf.encode.distributed import encode_with_ray, load_matrix
+
+        if check_fidelity is not None:
+            raise EmbedclfError("--check-fidelity runs with --engine local")
+        options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
+        settings = encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, backend,
+                                   cache, no_cache)
+        cache_root = settings.pop("cache")  # None: the default cache; False: --no-cache, nothing imported
+        report = encode_with_ray(data, settings, text_cols=options.text_cols, columns=options.columns,
+                                 address=address, actors=actors, gpus_per_actor=gpus_per_actor, batch_size=chunk_size,
+                                 out_dir=out_dir, cache_root=cache_root)
+        for line in report.lines(data):
+            say(line)
+        if out is not None:
+            matrix = load_matrix(report)
+            save_matrix(out, matrix)
+            say(f"wrote {matrix.shape[0]:,} x {matrix.shape[1]} matrix to {out}")
+        return
+    if out_dir is not None:
+        raise EmbedclfError("--out-dir is for --engine ray")
     encoder = Encoder(**encoder_options(model, batch_size, max_length, pooling, normalize, device, precision, backend,
                                         cache, no_cache), chunk_size=chunk_size)  # checks the settings, loads nothing
     dataset = data_options(columns, text_col, label_col, label_sep, label_names, task, strict).load(data)

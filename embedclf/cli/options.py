@@ -55,6 +55,29 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Encode without readin
                                        rich_help_panel=ENCODER)]
 
 
+SCALE = "Scale-out options (Ray)"
+Engine = Annotated[str, typer.Option(
+    help="local: this process; ray: a pool of Ray actors, on this machine or a cluster (needs embedclf[ray]).",
+    rich_help_panel=SCALE)]
+Address = Annotated[Optional[str], typer.Option(
+    help="The Ray cluster for --engine ray: 'auto' (a cluster this machine is part of) or ray://HEAD:10001. "
+         "[default: start Ray on this machine]", rich_help_panel=SCALE)]
+Actors = Annotated[int, typer.Option(help="Ray actors, each holding one copy of the model.", rich_help_panel=SCALE)]
+GpusPerActor = Annotated[float, typer.Option(
+    help="GPUs per Ray actor (0.5: two actors share one GPU); 0 encodes on CPUs.", rich_help_panel=SCALE)]
+
+
+def check_engine(engine: str, address, actors: int, gpus_per_actor: float) -> bool:
+    """True for --engine ray; refuses scale-out options given to the local engine."""
+    from embedclf.errors import EmbedclfError
+
+    if engine not in ("local", "ray"):
+        raise EmbedclfError(f"unknown engine {engine!r}; expected local or ray")
+    if engine == "local" and (address is not None or actors != 2 or gpus_per_actor):
+        raise EmbedclfError("--address, --actors and --gpus-per-actor are for --engine ray")
+    return engine == "ray"
+
+
 def data_options(columns, text_col, label_col, label_sep, label_names, task, strict):
     from embedclf.data import DataOptions
 

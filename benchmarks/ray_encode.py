@@ -1,0 +1,106 @@
+"""Local engine vs Ray engine on one machine: texts/s and Ray's fixed costs.
+
+    python benchmarks/ray_encode.py [--texts 2000] [--rounds 2] [--actors 2]
+
+The default model (``Encoder()`` defaults: all-MiniLM-L6-v2, mean pooling, max 256 tokens, fp32 on
+CPU) encodes the first N GoEmotions training texts with nothing cached. Each measurement runs in a
+fresh subprocess with a fresh cache directory; the variants alternate for ``--rounds`` rounds.
+
+  local       Encoder(cache=<fresh>).encode(texts): texts/s over encoding only (model loaded first),
+              and the wall time including the model load; torch's default threads (one per core)
+  local-1t    the same with torch.set_num_threads(1)
+  ray-B       encode_with_ray(file, actors=A, batch_size=B) on a local Ray instance it starts:
+              start-up (ray.init), read+number, encode stage (actor start, model load, encoding,
+              Parquet writes), import into the cache, total
+  ray-tiny    the same on 8 texts: the fixed cost of a Ray run (start-up + actors + model loads)
+
+Ray's steady texts/s is N / (encode stage of ray-B - encode stage of ray-tiny). Prints JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+GOEMOTIONS = ROOT.parent / "shared" / "datasets" / "goemotions" / "train.tsv"
+COLUMNS = ["text", "labels", "id"]
+
+
+def measure(variant: str, data: Path, actors: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="embedclf-bench-") as cache:
+        return _measure(variant, data, actors, Path(cache))
+
+
+def _measure(variant: str, data: Path, actors: int, cache: Path) -> dict:
+    if variant.startswith("local"):
+        import torch
+
+        from embedclf.data import load_dataset
+        from embedclf.encode.encoder import Encoder
+
+        if variant == "local-1t":
+            torch.set_num_threads(1)  # as a Ray actor with num_cpus=1 runs (Ray sets OMP_NUM_THREADS=1)
+
+        texts = load_dataset(data, ["text"], columns=COLUMNS).texts
+        start = time.perf_counter()
+        encoder = Encoder(cache=cache)
+        encoder.encode(texts)
+        report = encoder.last_report
+        return {"texts": report.texts, "texts_per_second": round(report.texts_per_second, 1),
+                "encode_seconds": round(report.encode_seconds, 2),
+                "wall_seconds": round(time.perf_counter() - start, 2),
+                "torch_threads": torch.get_num_threads()}
+    from embedclf.encode.distributed import encode_with_ray
+
+    batch = int(variant.split("-")[1]) if variant != "ray-tiny" else 256
+    start = time.perf_counter()
+    report = encode_with_ray(data, {}, text_cols=["text"], columns=COLUMNS, actors=actors, batch_size=batch,
+                             cache_root=cache)
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in report.as_dict().items()
+            if k in ("texts", "startup_seconds", "read_seconds", "encode_seconds", "import_seconds", "seconds",
+                     "texts_per_second")} | {"wall_seconds": round(time.perf_counter() - start, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--variants", default="local,ray-256,ray-1024,ray-tiny")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(measure(args.variant, Path(args.data), args.actors)))
+        return
+    with tempfile.TemporaryDirectory(prefix="embedclf-bench-data-") as folder:
+        run_all(args, Path(folder))
+
+
+def run_all(args, folder: Path) -> None:
+    lines = GOEMOTIONS.read_text(encoding="utf-8").splitlines(keepends=True)
+    for name, n in (("main", args.texts), ("tiny", 8)):
+        (folder / f"{name}.tsv").write_text("".join(lines[:n]), encoding="utf-8")
+    for round_ in range(args.rounds):
+        for variant in args.variants.split(","):
+            data = folder / ("tiny.tsv" if variant == "ray-tiny" else "main.tsv")
+            result = subprocess.run([sys.executable, __file__, "--variant", variant, "--data", str(data),
+                                     "--actors", str(args.actors)], capture_output=True, text=True, cwd=ROOT)
+            if result.returncode:
+                sys.exit(result.stderr[-3000:])
+            row = {"round": round_, "variant": variant, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            print(json.dumps(row | json.loads(result.stdout.strip().splitlines()[-1])), flush=True)
+
+
+if __name__ == "__main__":
+    main()
