@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="goemotions,reuters,reuters-multioutput,cfpb")
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--merge", action="store_true", help="keep other data sets' rows of an earlier results file")
     args = parser.parse_args()
     encoder = Encoder(cache=ROOT / "cache", progress=False)
     results = {"quick": args.quick, "rows": [], "references": []}
@@ -201,9 +202,20 @@ def main() -> None:
             print(f"   {label:<20} {_headline(best):.4f} ({time.perf_counter() - start:.0f}s)", flush=True)
         results["rows"].append(tfidf_baseline(split))
         results["references"].extend({"dataset": split.name, **ref} for ref in split.references)
+        _save(results, args)  # after each data set, so a failure later keeps what was measured
+
+
+def _save(results: dict, args) -> None:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("accuracy-quick.json" if args.quick else "accuracy.json")).write_text(json.dumps(results, indent=1))
+    name = "accuracy-quick.json" if args.quick else "accuracy.json"
+    previous = json.loads((out / name).read_text()) if args.merge and (out / name).exists() else None
+    if previous:  # keep the other data sets' rows from an earlier run
+        done = {row["dataset"] for row in results["rows"]}
+        results = {**results, "rows": [r for r in previous["rows"] if r["dataset"] not in done] + results["rows"],
+                   "references": [r for r in previous["references"] if r["dataset"] not in done]
+                   + results["references"]}
+    (out / name).write_text(json.dumps(results, indent=1))
 
 
 def _headline(row: dict) -> float:

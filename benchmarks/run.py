@@ -44,14 +44,14 @@ def main() -> None:
     if "accuracy" not in skip:
         heads = ["--heads", "logreg,svm,knn,mlp (BCE),mlp (focal),chain"] if args.quick else []
         step("accuracy of every head", [python, str(BENCH / "accuracy.py"), *quick, *heads])
+    if "finetune" not in skip:
+        step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick, "--budget-minutes",
+                                    args.finetune_minutes])
     if "encode" not in skip:
         step("encoder throughput and scaling", [python, str(BENCH / "encode.py"), *quick])
     if "backends" not in skip:
         step("encoder backends", [python, str(BENCH / "backends.py")] + (["--rounds", "1"] if args.quick else []))
         step("backends downstream", [python, str(BENCH / "downstream.py"), *quick])
-    if "finetune" not in skip:
-        step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick, "--budget-minutes",
-                                    args.finetune_minutes])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
 
 

@@ -112,3 +112,12 @@ def test_bad_head_parameters_are_one_line_errors(name, params, message):
 
     with pytest.raises(EmbedclfError, match=message):
         make_head(name, **params)
+
+
+def test_svm_keeps_classes_too_rare_for_cross_validated_calibration():
+    X, y, _ = signal(200)
+    y = y.copy()
+    y[:2] = 7          # a class with two examples: fewer than the three calibration folds
+    head = make_head("svm").fit(X, y)
+    assert head.in_sample_calibration_ and 7 in head.classes_
+    np.testing.assert_allclose(head.predict_proba(X).sum(axis=1), 1, atol=1e-6)

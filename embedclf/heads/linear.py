@@ -25,6 +25,10 @@ class _PerBlockHead(BlockHead):
     def _estimator(self):
         raise NotImplementedError
 
+    def _fit_classes(self, X, y):
+        """One multi-class target."""
+        return self._estimator().fit(X, y)
+
     def _fit_label(self, X, y):
         """One binary label; ``None`` where it cannot be learned (its training rate is used)."""
         if y.min() == y.max():
@@ -37,7 +41,7 @@ class _PerBlockHead(BlockHead):
             part = Y[:, block]
             if kind == MULTICLASS:
                 known = part.any(axis=1)  # rows whose class was unseen carry no label
-                self.estimators_.append(self._estimator().fit(X[known], part[known].argmax(axis=1)))
+                self.estimators_.append(self._fit_classes(X[known], part[known].argmax(axis=1)))
             elif self.native_multilabel:
                 learnable = ~single_class_columns(part)
                 fitted = self._estimator().fit(X, part[:, learnable]) if learnable.any() else None
@@ -93,8 +97,19 @@ class SVMHead(_PerBlockHead):
                                       method="sigmoid", cv=folds or self.calibration_folds)
 
     def _fit_blocks(self, X, Y, **fit_params):
-        self.uncalibrated_labels_ = 0
+        self.uncalibrated_labels_, self.in_sample_calibration_ = 0, False
         super()._fit_blocks(X, Y, **fit_params)
+
+    def _fit_classes(self, X, y):
+        # cross-validated calibration needs every class in every fold; with rarer classes the SVM is
+        # fitted once and its margins calibrated on the training rows (optimistic, but every class stays)
+        if np.bincount(y).min(initial=len(y)) >= self.calibration_folds or len(np.unique(y)) < 2:
+            return super()._fit_classes(X, y)
+        from sklearn.frozen import FrozenEstimator
+
+        self.in_sample_calibration_ = True
+        svm = LinearSVC(C=self.C, class_weight=self.class_weight).fit(X, y)
+        return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid").fit(X, y)
 
     def _fit_label(self, X, y):
         folds = int(min(self.calibration_folds, y.sum(), len(y) - y.sum()))
