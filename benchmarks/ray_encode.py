@@ -88,6 +88,7 @@ def main() -> None:
 
 
 def run_all(args, folder: Path) -> None:
+    rows = []
     lines = GOEMOTIONS.read_text(encoding="utf-8").splitlines(keepends=True)
     for name, n in (("main", args.texts), ("tiny", 8)):
         (folder / f"{name}.tsv").write_text("".join(lines[:n]), encoding="utf-8")
@@ -99,7 +100,29 @@ def run_all(args, folder: Path) -> None:
             if result.returncode:
                 sys.exit(result.stderr[-3000:])
             row = {"round": round_, "variant": variant, "load_avg_1m": round(os.getloadavg()[0], 2)}
-            print(json.dumps(row | json.loads(result.stdout.strip().splitlines()[-1])), flush=True)
+            rows.append(row | json.loads(result.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    out = ROOT / "benchmarks" / "results" / "ray.json"
+    out.write_text(json.dumps({"texts": args.texts, "actors": args.actors, "cpus": os.cpu_count(), "rows": rows},
+                              indent=1))
+
+
+def render(results: dict) -> list[str]:
+    """The report's section: best of the rounds per variant."""
+    best = {}
+    for row in results["rows"]:
+        if row["variant"] not in best or row["wall_seconds"] < best[row["variant"]]["wall_seconds"]:
+            best[row["variant"]] = row
+    lines = ["## Scale-out: local engine vs Ray on this machine", "",
+             f"{results['texts']:,} GoEmotions texts, default model, nothing cached, {results['actors']} Ray actors on "
+             f"{results['cpus']} CPUs (best of the rounds). On one 2-core machine Ray can only add overhead; it "
+             "exists for N machines, where the encode stage divides by the number of actors.", "",
+             "| variant | texts | wall s | encode stage s | texts/s (encode stage) | Ray start-up s |", "|---|---|---|---|---|---|"]
+    for name, row in best.items():
+        lines.append(f"| {name} | {row['texts']:,} | {row['wall_seconds']:.1f} | {row['encode_seconds']:.1f} | "
+                     f"{row['texts'] / max(row['encode_seconds'], 1e-9):.0f} | {row.get('startup_seconds', 0):.1f} |")
+    return lines + ["", "`ray-tiny` encodes 8 texts: its wall time is the fixed cost of a Ray run "
+                    "(start-up, reading, starting actors and loading the model in each).", ""]
 
 
 if __name__ == "__main__":

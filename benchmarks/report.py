@@ -226,6 +226,11 @@ def main() -> None:
         lines += accuracy_section(accuracy)
         lines += ["## Plots", ""] + plot_score_vs_time(accuracy, figures) + plot_label_f1(accuracy, figures)
         lines += cooccurrence_section(accuracy, figures)
+    ray = _load(results, "ray.json")
+    if ray is not None:
+        from benchmarks.ray_encode import render as render_ray
+
+        lines += render_ray(ray)
     finetune = _load(results, f"finetune{suffix}.json")
     if finetune is not None:
         from benchmarks.finetune import render as render_finetune

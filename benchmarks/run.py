@@ -30,7 +30,7 @@ def step(title: str, command: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,encode,backends,finetune")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,finetune,encode,backends,ray")
     parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
@@ -52,6 +52,9 @@ def main() -> None:
     if "backends" not in skip:
         step("encoder backends", [python, str(BENCH / "backends.py")] + (["--rounds", "1"] if args.quick else []))
         step("backends downstream", [python, str(BENCH / "downstream.py"), *quick])
+    if "ray" not in skip:
+        step("local vs Ray engine", [python, str(BENCH / "ray_encode.py"), "--rounds", "1",
+                                     "--variants", "local,ray-256,ray-tiny"])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
 
 
