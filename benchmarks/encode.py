@@ -344,15 +344,15 @@ def first_occurrences(texts: list[str]) -> np.ndarray:
 
 
 def embedclf_batches(texts: list[str], tokens: np.ndarray, capped: np.ndarray) -> list[tuple[int, int]]:
-    """Batches as the Encoder forms them: distinct texts by tokens, longest first, in chunks handed to ST."""
+    """Batches as the Encoder forms them: distinct texts by tokens, longest first, cut into chunks and
+    then into batches in that order (one ST call per batch, so ST cannot re-sort them)."""
     import numpy as np
 
     unique = first_occurrences(texts)
     order = unique[np.argsort(-tokens[unique], kind="stable")]
     batches = []
     for start in range(0, len(order), CHUNK_SIZE):
-        chunk = order[start:start + CHUNK_SIZE]
-        batches += st_batches([texts[i] for i in chunk], capped[chunk])  # ST re-sorts each chunk
+        batches += batch_shapes(order[start:start + CHUNK_SIZE], capped)
     return batches
 
 

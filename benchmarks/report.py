@@ -60,15 +60,15 @@ def accuracy_section(accuracy: dict) -> list[str]:
         header = ["method", "thresholds", "rules"]
         for target in targets:
             prefix = f"{target} " if len(targets) > 1 else ""
-            header += [f"{prefix}micro-F1", f"{prefix}macro-F1", f"{prefix}micro AUC" if rows[0]["targets"][target]
-                       .get("kind") != "multiclass" else f"{prefix}accuracy"]
+            header += [f"{prefix}micro-F1", f"{prefix}macro-F1",
+                       f"{prefix}accuracy" if _multiclass(rows[0]["targets"][target]) else f"{prefix}micro AUC"]
         header += ["fit s", "predict ms/1k"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
             cells = [row["method"], row["thresholds"], row["rules"]]
             for target in targets:
                 metrics = row["targets"][target]
-                third = metrics.get("micro_roc_auc") if metrics.get("kind") != "multiclass" else metrics.get("accuracy")
+                third = metrics.get("accuracy") if _multiclass(metrics) else metrics.get("micro_roc_auc")
                 cells += [_fmt(metrics.get("micro_f1")), _fmt(metrics.get("macro_f1")), _fmt(third)]
             cells += [_fmt(row["fit_seconds"], 1), _fmt(row["predict_ms_per_1k"], 1)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -81,6 +81,10 @@ def accuracy_section(accuracy: dict) -> list[str]:
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _multiclass(metrics: dict) -> bool:
+    return "accuracy" in metrics  # only multi-class targets report accuracy
 
 
 def best_rows(accuracy: dict) -> dict:
@@ -185,7 +189,8 @@ def plot_label_f1(accuracy: dict, figures: Path) -> list[str]:
         ax.set_ylabel("test F1")
         ax.set_title(f"{dataset}: per-label F1 of {row['method']} ({row['thresholds']})", fontsize=9)
         ax.grid(alpha=0.3)
-        slug = dataset.split(" ")[0].lower().replace("-", "")
+        slug = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-")
+        slug = "-".join(part for part in slug.split("-") if part)
         fig.tight_layout()
         fig.savefig(figures / f"label-f1-{slug}.png", dpi=110)
         plt.close(fig)
