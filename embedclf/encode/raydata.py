@@ -129,11 +129,14 @@ def read_dataset(files: list[str], fmt: str, text_cols: Sequence[str], columns: 
     import pyarrow.csv as pacsv
     import ray.data
 
+    # local paths get pyarrow's local file system: left to resolve them, some Ray/fsspec combinations
+    # fail importing fsspec's HTTP file system without aiohttp, even for local files
+    local = {"filesystem": _local_filesystem()} if all("://" not in str(f) for f in files) else {}
     if fmt in ("csv", "tsv"):
         parse = pacsv.ParseOptions(delimiter="\t", quote_char=False) if fmt == "tsv" \
             else pacsv.ParseOptions(newlines_in_values=True)
         return ray.data.read_csv(
-            files, parse_options=parse,
+            files, parse_options=parse, **local,
             read_options=pacsv.ReadOptions(column_names=list(columns) if columns else None),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(text_cols), column_types={c: pa.string() for c in text_cols},
@@ -141,9 +144,15 @@ def read_dataset(files: list[str], fmt: str, text_cols: Sequence[str], columns: 
     if fmt == "jsonl":
         # Ray's read_json parses with pyarrow or pandas depending on its version, and both coerce types;
         # the local reader's own parser (json.loads per line) keeps every text as it is
-        return ray.data.read_binary_files(files, include_paths=True).map_batches(
+        return ray.data.read_binary_files(files, include_paths=True, **local).map_batches(
             _json_texts, fn_kwargs=dict(text_cols=list(text_cols)), batch_size=None, batch_format="pyarrow"), ["text"]
-    return ray.data.read_parquet(files).select_columns(list(text_cols)), list(text_cols)
+    return ray.data.read_parquet(files, **local).select_columns(list(text_cols)), list(text_cols)
+
+
+def _local_filesystem():
+    import pyarrow.fs
+
+    return pyarrow.fs.LocalFileSystem()
 
 
 def _json_texts(batch, text_cols: Sequence[str]):
