@@ -129,8 +129,7 @@ def read_dataset(files: list[str], fmt: str, text_cols: Sequence[str], columns: 
     import pyarrow.csv as pacsv
     import ray.data
 
-    # local paths get pyarrow's local file system: left to resolve them, some Ray/fsspec combinations
-    # fail importing fsspec's HTTP file system without aiohttp, even for local files
+    # local paths get pyarrow's local file system rather than Ray's guess through fsspec
     local = {"filesystem": _local_filesystem()} if all("://" not in str(f) for f in files) else {}
     if fmt in ("csv", "tsv"):
         parse = pacsv.ParseOptions(delimiter="\t", quote_char=False) if fmt == "tsv" \
