@@ -27,7 +27,7 @@ import numpy as np
 from embedclf.data import MULTICLASS, DataOptions, Dataset
 from embedclf.encode.models import DEFAULT_MODEL, resolve_device, resolve_model
 from embedclf.errors import EmbedclfError
-from embedclf.heads.base import iter_blocks
+from embedclf.heads.base import block_probabilities, iter_blocks
 from embedclf.labels import LabelSpace, block_decisions
 
 CHECKPOINT = "checkpoint.pt"
@@ -105,15 +105,6 @@ class BlockLoss:
                 weight = None if self.pos_weight is None else self.pos_weight[block]
                 total = total + F.binary_cross_entropy_with_logits(part, truth.float(), pos_weight=weight)
         return total
-
-
-def _block_probabilities(logits: np.ndarray, layout) -> np.ndarray:
-    from scipy.special import expit, softmax
-
-    out = np.empty_like(logits, dtype=np.float32)
-    for kind, block in iter_blocks(layout):
-        out[:, block] = softmax(logits[:, block], axis=1) if kind == MULTICLASS else expit(logits[:, block])
-    return out
 
 
 def _selection_score(report: dict) -> float:
@@ -240,7 +231,7 @@ class FineTuner:
             finished_epoch = state["step"] >= (epoch + 1) * steps_per_epoch
             entry = {"epoch": epoch + 1, "steps": state["step"], "train_loss": running / max(seen, 1)}
             if valid_texts is not None:
-                scores = _block_probabilities(self.logits(valid_texts), self.space.layout)
+                scores = block_probabilities(self.logits(valid_texts), self.space.layout)
                 report = evaluate(self.space, Y_valid, block_decisions(scores, self.space.layout), scores)
                 entry["validation_score"] = _selection_score(report)
                 self.say(f"epoch {epoch + 1}: train loss {entry['train_loss']:.4f}, validation "
@@ -313,10 +304,8 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
              threshold: float = 0.5, resume: bool = False, cache=None, say: Callable[[str], None] | None = None):
     """Fine-tune ``settings.model`` on ``train`` and save a model folder at ``out``; returns the classifier."""
     from embedclf.encode.encoder import Encoder
-    from embedclf.evaluate import evaluate
-    from embedclf.fit import training_splits
+    from embedclf.fit import score_validation, training_splits
     from embedclf.model import TextClassifier
-    from embedclf.postprocess.thresholds import tune_thresholds as tune
 
     say = say or (lambda message: None)
     space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds,
@@ -342,13 +331,8 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
                 "train_rows": len(texts), "train_file": train.path, "fit_seconds": round(seconds, 1)}
         classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=threshold, info=info)
         if valid_texts is not None:
-            scores = _block_probabilities(tuner.logits(valid_texts), space.layout)
-            if tune_thresholds:
-                classifier.thresholds = tune(Y_valid, scores, space.layout, default=threshold)
-            report = evaluate(space, Y_valid, classifier.decide(scores)[0], scores)
-            info["validation"] = {"rows": len(valid_texts), "tuned_thresholds": tune_thresholds,
-                                  **{n: {k: v for k, v in m.items() if isinstance(v, (int, float)) or v is None}
-                                     for n, m in report["targets"].items()}}
+            scores = block_probabilities(tuner.logits(valid_texts), space.layout)
+            score_validation(classifier, Y_valid, scores, tune_thresholds, threshold)
         classifier.save(out, bundle={"encoder": staging})
     finally:
         shutil.rmtree(staging, ignore_errors=True)

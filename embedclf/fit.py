@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable
 
@@ -58,9 +59,6 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
     and per-label threshold tuning, and its metrics are stored with the model. ``rules``
     (co-occurrence rules) are stored with the model and applied to every prediction.
     """
-    from embedclf.evaluate import evaluate
-    from embedclf.postprocess.thresholds import tune_thresholds as tune
-
     say = say or (lambda message: None)
     space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds, seed, say)
     X = encoder.encode(texts)
@@ -71,7 +69,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
 
     fit_params = {"layout": space.layout}
-    if X_valid is not None and "validation" in _fit_parameters(head):
+    if X_valid is not None and "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
         fit_params["validation"] = (X_valid, Y_valid)
     start = time.perf_counter()
     head.fit(X, Y, **fit_params)
@@ -87,21 +85,20 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
                                 info={"train_rows": len(X), "fit_seconds": round(fit_seconds, 3),
                                       "train_file": train.path})
     if X_valid is not None:
-        scores = classifier.scores(X_valid)
-        if tune_thresholds:
-            classifier.thresholds = tune(Y_valid, scores, space.layout, default=threshold)
-        Y_pred, _ = classifier.decide(scores)
-        report = evaluate(space, Y_valid, Y_pred, scores)
-        classifier.info["validation"] = {"rows": len(X_valid), "tuned_thresholds": tune_thresholds,
-                                         **_headline(report)}
+        score_validation(classifier, Y_valid, classifier.scores(X_valid), tune_thresholds, threshold)
     return classifier
 
 
-def _fit_parameters(head) -> set[str]:
-    import inspect
+def score_validation(classifier: TextClassifier, Y_valid: np.ndarray, scores: np.ndarray, tune_thresholds: bool,
+                     threshold: float) -> None:
+    """Tune ``classifier``'s thresholds on validation scores if asked, and keep its validation metrics."""
+    from embedclf.evaluate import evaluate
+    from embedclf.postprocess.thresholds import tune_thresholds as tune
 
-    return set(inspect.signature(head.fit).parameters) | set(
-        inspect.signature(getattr(head, "_fit_blocks")).parameters) if hasattr(head, "_fit_blocks") else set()
+    if tune_thresholds:
+        classifier.thresholds = tune(Y_valid, scores, classifier.space.layout, default=threshold)
+    report = evaluate(classifier.space, Y_valid, classifier.decide(scores)[0], scores)
+    classifier.info["validation"] = {"rows": len(Y_valid), "tuned_thresholds": tune_thresholds, **_headline(report)}
 
 
 def _headline(report: dict) -> dict:

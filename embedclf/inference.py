@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from embedclf.data import Dataset
-from embedclf.model import TextClassifier, labelled_matrix
+from embedclf.model import TextClassifier, labelled_matrix_and_unseen
 
 
 def predictions_frame(classifier: TextClassifier, dataset: Dataset, Y: np.ndarray, scores: np.ndarray,
@@ -41,7 +41,7 @@ def evaluate_dataset(classifier: TextClassifier, dataset: Dataset, say: Callable
     """The evaluation report; with co-occurrence rules also the report before they were applied."""
     from embedclf.evaluate import evaluate
 
-    Y_true = labelled_matrix(classifier.space, dataset, say)
+    Y_true, unseen = labelled_matrix_and_unseen(classifier.space, dataset, say)
     X = classifier.embed(dataset.texts)
     scores = classifier.scores(X)
     Y_pred, added = classifier.decide(scores)
@@ -50,5 +50,5 @@ def evaluate_dataset(classifier: TextClassifier, dataset: Dataset, say: Callable
         before, _ = classifier.decide(scores, rules=False)
         report["before_rules"] = evaluate(classifier.space, Y_true, before, scores)
         report["rules"] = {"labels_added": int(added.sum()), "rows_changed": int(added.any(axis=1).sum())}
-    report["unseen_labels"] = {t: dict(c) for t, c in classifier.space.encode(dataset)[1].items()}
+    report["unseen_labels"] = {t: dict(c) for t, c in unseen.items()}
     return report

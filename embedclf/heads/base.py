@@ -44,6 +44,16 @@ def iter_blocks(layout):
         start += size
 
 
+def block_probabilities(logits: np.ndarray, layout) -> np.ndarray:
+    """Logits to probabilities per block: softmax over a one-hot block, sigmoid per multi-label column."""
+    from scipy.special import expit, softmax
+
+    out = np.empty_like(logits)
+    for kind, block in iter_blocks(layout):
+        out[:, block] = softmax(logits[:, block], axis=1) if kind == MULTICLASS else expit(logits[:, block])
+    return out
+
+
 def fill_class_proba(out: np.ndarray, block: slice, estimator, X) -> None:
     """Write a multi-class estimator's probabilities into ``out[:, block]``; classes it never saw get 0."""
     out[:, block] = 0.0

@@ -15,11 +15,10 @@ a common scale, and a hidden standardisation would have to be saved and applied 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.utils import check_random_state
 
 from embedclf.data import MULTICLASS
-from embedclf.heads.base import BlockHead, iter_blocks
+from embedclf.heads.base import BlockHead, block_probabilities, iter_blocks
 
 LOSSES = ("bce", "focal")
 MIN_ROWS_TO_HOLD_OUT = 20  # below this a held-out set is too small to judge epochs by
@@ -136,9 +135,7 @@ class MLPHead(BlockHead):
             for weight, bias in zip(self.weights_[:-1], self.biases_[:-1]):
                 h = np.maximum(h @ weight + bias, 0)
             logits = h @ self.weights_[-1] + self.biases_[-1]
-            for kind, cols in iter_blocks(self.layout_):
-                part = logits[:, cols]
-                scores[start:start + len(part), cols] = softmax(part, axis=1) if kind == MULTICLASS else expit(part)
+            scores[start:start + len(logits)] = block_probabilities(logits, self.layout_)
         return scores
 
 

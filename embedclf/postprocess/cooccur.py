@@ -461,7 +461,6 @@ def tune_rule_threshold(train, classifier, valid, min_support: int = 5, target: 
 
     When no threshold beats applying no rules, the rule set returned is empty.
     """
-    from embedclf.inference import predict_dataset
     from embedclf.labels import LabelSpace
     from embedclf.model import labelled_matrix
 
@@ -469,8 +468,8 @@ def tune_rule_threshold(train, classifier, valid, min_support: int = 5, target: 
     chosen, train_block = _multilabel_target(train_space, target, train.path)
     names, Y_train = chosen.classes, train_space.encode(train)[0][:, train_block]
     model_target, model_block = _multilabel_target(classifier.space, target, "the model")
-    classifier.rules = None  # the candidates are judged against the head's own decisions
-    _, Y_pred, _ = predict_dataset(classifier, valid)
+    # the candidates are judged against the head's own decisions, without any rules the model holds
+    Y_pred = classifier.decide(classifier.scores(classifier.embed(valid.texts)), rules=False)[0]
     truth = labelled_matrix(classifier.space, valid)
     position = {name: i for i, name in enumerate(model_target.classes)}
     if not set(position) & set(names):
