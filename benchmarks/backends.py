@@ -3,11 +3,19 @@
     python benchmarks/backends.py                # 500 texts, every variant twice, alternating
     python benchmarks/backends.py --texts 200 --rounds 1
 
-Variants (all batch size 32, max length 256, the default model, CPU): torch fp32, torch bf16, onnx
-fp32, onnx int8. The ONNX export is made first; then each run is its own process on an uncached
-Encoder, warmed up (model loaded) on 64 other texts, so texts/s is encoding only. The cosine is per text,
-against the torch fp32 vectors of the same round. Writes ``<out-dir>/backends.json`` and prints a
-Markdown table; on a shared machine the load average is part of the result.
+Variants (all batch size 32, max length 256, the default model, CPU): plain
+``SentenceTransformer.encode`` (fp32, the baseline the speed-ups are quoted against), and embedclf's
+Encoder with torch fp32, torch bf16, onnx fp32 and onnx int8. The ONNX export is made first; then each
+run is its own process, warmed up (model loaded) on 64 other texts, so texts/s is encoding only; the
+Encoder runs uncached. The cosine is per text, against the torch fp32 vectors of the same round.
+
+Hardware share: model FLOPs per second (the texts' own token counts, no padding; the formula of
+benchmarks/encode.py) over the machine's measured fp32 ``torch.matmul`` peak, measured here first.
+int8 and bf16 runs are counted in the same FLOPs, so their share is an fp32-equivalent: above what
+fp32 arithmetic allows when a narrower type does the work faster.
+
+Writes ``<out-dir>/backends.json`` and prints a Markdown table; on a shared machine the load average is
+part of the result.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 GOEMOTIONS = ROOT.parent / "shared" / "datasets" / "goemotions" / "train.tsv"
-VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
+VARIANTS = (("st", "fp32"), ("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
 BATCH_SIZE, MAX_LENGTH, WARMUP = 32, 256, 64
 
 
@@ -45,16 +53,35 @@ def run_variant(backend: str, precision: str, n: int, vectors: str) -> dict:
     from embedclf.encode.encoder import Encoder
 
     measured, warmup = texts(n)
-    encoder = Encoder(backend=backend, precision=precision, batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
-                      device="cpu", cache=False, progress=False)
-    encoder.encode(warmup)
+    if backend == "st":  # the plain baseline: sentence-transformers as a user would call it
+        from sentence_transformers import SentenceTransformer
+
+        from benchmarks.encode import model_path
+
+        model = SentenceTransformer(str(model_path()), device="cpu")
+        model.max_seq_length = MAX_LENGTH
+        encode = lambda batch: model.encode(batch, batch_size=BATCH_SIZE, normalize_embeddings=True)  # noqa: E731
+    else:
+        encode = Encoder(backend=backend, precision=precision, batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
+                         device="cpu", cache=False, progress=False).encode
+    encode(warmup)
     start = time.perf_counter()
-    X = encoder.encode(measured)
+    X = encode(measured)
     seconds = time.perf_counter() - start
     np.save(vectors, X)
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
     return {"seconds": seconds, "texts_per_second": n / seconds, "peak_rss_mb": peak}
+
+
+def useful_flops(n: int) -> float:
+    """Model FLOPs of encoding the measured texts at their own (capped) token counts."""
+    import numpy as np
+
+    from benchmarks.encode import model_dims, token_counts, workload
+
+    lengths = np.minimum(token_counts(texts(n)[0]), MAX_LENGTH)
+    return workload([], lengths, model_dims())["flops_useful"]
 
 
 def measure(n: int, rounds: int) -> dict:
@@ -81,20 +108,35 @@ def measure(n: int, rounds: int) -> dict:
                       f"(load {run['load_average']:.1f})", file=sys.stderr)
             reference = np.load(f"{tmp}/torch-fp32.npy")
             for backend, precision in VARIANTS:
+                if backend == "st":
+                    continue
                 similarity = cosines(reference, np.load(f"{tmp}/{backend}-{precision}.npy"))
                 results[f"{backend} {precision}"]["cosine"] = {"mean": float(similarity.mean()),
                                                                "min": float(similarity.min())}
     return results
 
 
+def summarise(results: dict, flops: float, peak_gflops: float) -> None:
+    """Each variant's best rate, its speed-up over plain ST, and its FLOP/s as a share of the matmul peak."""
+    base = max(r["texts_per_second"] for r in results["st fp32"]["runs"])
+    for result in results.values():
+        best = min(r["seconds"] for r in result["runs"])
+        result["best"] = {"texts_per_second": max(r["texts_per_second"] for r in result["runs"]),
+                          "speedup_vs_plain_st": max(r["texts_per_second"] for r in result["runs"]) / base,
+                          "gflops_useful": flops / best / 1e9, "share_of_fp32_matmul_peak": flops / best / 1e9 / peak_gflops,
+                          "peak_rss_mb": max(r["peak_rss_mb"] for r in result["runs"])}
+
+
 def markdown(results: dict, n: int) -> str:
     lines = [f"{n} GoEmotions train texts, batch {BATCH_SIZE}, max length {MAX_LENGTH}, CPU; texts/s of each round",
-             "", "| variant | texts/s | peak RSS MB | cosine to torch fp32 (mean / min) |", "|---|---:|---:|---:|"]
+             "", "| variant | texts/s | × plain ST | share of fp32 peak | peak RSS MB | cosine to torch fp32 (mean / min) |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
         rates = " / ".join(f"{r['texts_per_second']:.0f}" for r in result["runs"])
-        peak = max(r["peak_rss_mb"] for r in result["runs"])
-        cosine = result["cosine"]
-        lines.append(f"| {name} | {rates} | {peak:.0f} | {cosine['mean']:.4f} / {cosine['min']:.4f} |")
+        best, cosine = result["best"], result.get("cosine")
+        fidelity = f"{cosine['mean']:.4f} / {cosine['min']:.4f}" if cosine else "-"
+        lines.append(f"| {name} | {rates} | {best['speedup_vs_plain_st']:.2f} | "
+                     f"{best['share_of_fp32_matmul_peak']:.0%} | {best['peak_rss_mb']:.0f} | {fidelity} |")
     return "\n".join(lines)
 
 
@@ -117,10 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from embedclf.io import atomic_write_text
 
+    from benchmarks.encode import cpu_model, matmul_peak_gflops
+
+    peak = matmul_peak_gflops()  # before any child runs, on a quiet machine
+    flops = useful_flops(args.texts)
     results = measure(args.texts, args.rounds)
+    summarise(results, flops, peak["gflops"])
     report = {"benchmark": "backends", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "texts": args.texts,
               "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "cpus": len(os.sched_getaffinity(0)),
-              "variants": results}
+              "cpu_model": cpu_model(), "matmul_fp32": peak, "model_flops_useful": flops, "variants": results}
     atomic_write_text(args.out_dir / "backends.json", json.dumps(report, indent=1))
     print(markdown(results, args.texts))
     return 0

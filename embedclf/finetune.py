@@ -301,7 +301,8 @@ class FineTuner:
 
 def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, data_options: DataOptions | None = None,
              valid: Dataset | None = None, valid_split: float | None = None, tune_thresholds: bool = False,
-             threshold: float = 0.5, resume: bool = False, cache=None, say: Callable[[str], None] | None = None):
+             tune_for: str = "macro", threshold: float = 0.5, resume: bool = False, cache=None,
+             say: Callable[[str], None] | None = None):
     """Fine-tune ``settings.model`` on ``train`` and save a model folder at ``out``; returns the classifier."""
     from embedclf.encode.encoder import Encoder
     from embedclf.fit import score_validation, training_splits
@@ -309,7 +310,7 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
 
     say = say or (lambda message: None)
     space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds,
-                                                            settings.seed, say)
+                                                            settings.seed, say, tune_for)
 
     out = Path(out)
     tuner = FineTuner(settings, space, say)
@@ -332,7 +333,7 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
         classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=threshold, info=info)
         if valid_texts is not None:
             scores = block_probabilities(tuner.logits(valid_texts), space.layout)
-            score_validation(classifier, Y_valid, scores, tune_thresholds, threshold)
+            score_validation(classifier, Y_valid, scores, tune_thresholds, threshold, tune_for)
         classifier.save(out, bundle={"encoder": staging})
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,6 +11,7 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
+from embedclf.postprocess.thresholds import OBJECTIVES
 from embedclf.labels import LabelSpace
 from embedclf.model import TextClassifier, labelled_matrix
 
@@ -31,13 +32,16 @@ def validation_split(Y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.
 
 
 def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: float | None = None,
-                    tune_thresholds: bool = False, seed: int = 0, say: Callable[[str], None] | None = None):
+                    tune_thresholds: bool = False, seed: int = 0, say: Callable[[str], None] | None = None,
+                    tune_for: str = "macro"):
     """``(space, texts, Y, valid_texts, Y_valid)``: the label space learnt from ``train`` and the texts
     and labels to train and validate on (``valid``, a stratified ``valid_split`` of train, or none)."""
     if valid is not None and valid_split:
         raise EmbedclfError("give either --valid or --valid-split, not both")
     if tune_thresholds and valid is None and not valid_split:
         raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
+    if tune_for not in OBJECTIVES:
+        raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {tune_for!r}")
     space = LabelSpace.from_dataset(train)
     Y = labelled_matrix(space, train, say)
     texts = list(train.texts)
@@ -51,8 +55,8 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
 
 def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: DataOptions | None = None,
                    valid: Dataset | None = None, valid_split: float | None = None, threshold: float = 0.5,
-                   tune_thresholds: bool = False, at_least_one: bool = False, seed: int = 0, rules=None,
-                   say: Callable[[str], None] | None = None) -> TextClassifier:
+                   tune_thresholds: bool = False, tune_for: str = "macro", at_least_one: bool = False, seed: int = 0,
+                   rules=None, say: Callable[[str], None] | None = None) -> TextClassifier:
     """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
 
     Validation data (``valid``, or a stratified ``valid_split`` of train) drives MLP early stopping
@@ -60,7 +64,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
     (co-occurrence rules) are stored with the model and applied to every prediction.
     """
     say = say or (lambda message: None)
-    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds, seed, say)
+    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds, seed, say,
+                                                            tune_for)
     X = encoder.encode(texts)
     say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
     X_valid = None
@@ -85,20 +90,21 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: Data
                                 info={"train_rows": len(X), "fit_seconds": round(fit_seconds, 3),
                                       "train_file": train.path})
     if X_valid is not None:
-        score_validation(classifier, Y_valid, classifier.scores(X_valid), tune_thresholds, threshold)
+        score_validation(classifier, Y_valid, classifier.scores(X_valid), tune_thresholds, threshold, tune_for)
     return classifier
 
 
 def score_validation(classifier: TextClassifier, Y_valid: np.ndarray, scores: np.ndarray, tune_thresholds: bool,
-                     threshold: float) -> None:
+                     threshold: float, tune_for: str = "macro") -> None:
     """Tune ``classifier``'s thresholds on validation scores if asked, and keep its validation metrics."""
     from embedclf.evaluate import evaluate
     from embedclf.postprocess.thresholds import tune_thresholds as tune
 
     if tune_thresholds:
-        classifier.thresholds = tune(Y_valid, scores, classifier.space.layout, default=threshold)
+        classifier.thresholds = tune(Y_valid, scores, classifier.space.layout, default=threshold, objective=tune_for)
     report = evaluate(classifier.space, Y_valid, classifier.decide(scores)[0], scores)
-    classifier.info["validation"] = {"rows": len(Y_valid), "tuned_thresholds": tune_thresholds, **_headline(report)}
+    classifier.info["validation"] = {"rows": len(Y_valid), "tuned_thresholds": tune_thresholds,
+                                      **({"tuned_for": tune_for} if tune_thresholds else {}), **_headline(report)}
 
 
 def _headline(report: dict) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from embedclf.encode.cache import EmbeddingCache
 from embedclf.encode.encoder import Encoder
 from embedclf.encode.fidelity import check_fidelity, cosines
-from embedclf.encode.onnx import MODEL_FILE, export_dir
+from embedclf.encode.onnx import INT8_RECIPE, MODEL_FILE, export_dir
 from embedclf.errors import EmbedclfError
 from tests.conftest import sample_texts, shared_file
 
@@ -76,6 +76,24 @@ def test_int8_is_close_and_never_mixes_with_other_spaces(tiny_model, cache_dir):
     assert configs == {("onnx", "int8"), ("onnx", "fp32"), ("torch", "fp32")}
 
 
+def test_int8_quantises_the_matmuls_but_keeps_down_projections_fp32(tiny_model, cache_dir):
+    """The recipe: every weight MatMul int8 except the feed-forward outputs (64 -> 32 in the tiny model),
+    whose post-GELU inputs quantise badly; the embedding tables stay fp32."""
+    import onnx as onnx_format
+
+    encoder = onnx(tiny_model, cache_dir, "int8")
+    encoder.encode(TEXTS[:3])
+    graph = onnx_format.load(str(export_dir(cache_dir, encoder.ref.fingerprint, "int8") / MODEL_FILE)).graph
+    shapes = {w.name: tuple(w.dims) for w in graph.initializer}
+    fp32_weights = sorted(shapes[n.input[1]] for n in graph.node if n.op_type == "MatMul" and n.input[1] in shapes)
+    int8_weights = [shapes[n.input[1]] for n in graph.node if n.op_type == "MatMulInteger" and n.input[1] in shapes]
+    assert fp32_weights == [(64, 32), (64, 32)]  # one feed-forward output per layer, 2 layers
+    # per layer: query, key, value, attention output (32 x 32) and feed-forward input (32 x 64)
+    assert sorted(int8_weights) == [(32, 32)] * 8 + [(32, 64)] * 2
+    assert not any(n.op_type == "Gather" and n.input[0].endswith("_quantized") for n in graph.node)
+    assert encoder.config["quantization"] == INT8_RECIPE
+
+
 def test_export_is_written_once_and_reused(tiny_model, cache_dir, monkeypatch):
     import embedclf.encode.onnx as backend
 
@@ -84,7 +102,7 @@ def test_export_is_written_once_and_reused(tiny_model, cache_dir, monkeypatch):
     fp32_file = export_dir(cache_dir, first.ref.fingerprint, "fp32") / MODEL_FILE
     int8_file = export_dir(cache_dir, first.ref.fingerprint, "int8") / MODEL_FILE
     assert fp32_file.exists() and int8_file.exists()
-    assert int8_file.parent.name.endswith("-int8") and int8_file.parent.parent == cache_dir / "onnx"
+    assert int8_file.parent.name.endswith(f"-{INT8_RECIPE}") and int8_file.parent.parent == cache_dir / "onnx"
     stamps = fp32_file.stat().st_mtime_ns, int8_file.stat().st_mtime_ns
     assert not list(int8_file.parent.glob(".tmp-*")) and not list(fp32_file.parent.glob(".tmp-*"))
 

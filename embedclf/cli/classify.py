@@ -9,13 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Actors, Address, Backend, Cache, Columns, Device, Engine, GpusPerActor, LabelCol,
-                                  LabelNames, LabelSep, MaxLength, Model, ModelBackend, ModelPrecision, NoCache,
-                                  Normalize, Pooling, Precision, Strict, Task, TextCol, check_engine, data_options,
-                                  encoder_options, say)
+from embedclf.cli.options import (DECIDE, Actors, Address, Backend, Cache, Columns, Device, Engine, GpusPerActor,
+                                  LabelCol, LabelNames, LabelSep, MaxLength, Model, ModelBackend, ModelPrecision,
+                                  NoCache, Normalize, Pooling, Precision, Strict, Task, TextCol, TuneFor, check_engine,
+                                  data_options, encoder_options, say)
 
 HEAD = "Head options"
-DECIDE = "Decision options"
 EncodeBatch = Annotated[int, typer.Option(help="Texts per forward pass when encoding.", rich_help_panel="Encoder options")]
 
 
@@ -52,8 +51,9 @@ def fit(
                                                          "the model and apply to its predictions.",
                                                     rich_help_panel=DECIDE)] = None,
     threshold: Annotated[float, typer.Option(help="Global multi-label decision threshold.", rich_help_panel=DECIDE)] = 0.5,
-    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="Tune a threshold per label on the "
-                                                  "validation data to maximise its F1.", rich_help_panel=DECIDE)] = False,
+    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="Tune the multi-label thresholds on the "
+                                                  "validation data (see --tune-for).", rich_help_panel=DECIDE)] = False,
+    tune_for: TuneFor = "macro",
     at_least_one: Annotated[bool, typer.Option("--at-least-one", help="A row with no label above threshold takes "
                                                "its top label.", rich_help_panel=DECIDE)] = False,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
@@ -82,7 +82,7 @@ def fit(
         say(valid_data.summary())
     classifier = fit_classifier(train_data, estimator, encoder, data_options=options, valid=valid_data,
                                 valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
-                                at_least_one=at_least_one, seed=seed, say=say,
+                                tune_for=tune_for, at_least_one=at_least_one, seed=seed, say=say,
                                 rules=CooccurrenceRules.load(cooccur) if cooccur else None)
     _say_validation(classifier.info.get("validation"))
     classifier.save(out)

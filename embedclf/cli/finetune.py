@@ -9,7 +9,7 @@ import typer
 
 from embedclf.cli import app
 from embedclf.cli.options import (Cache, Columns, Device, LabelCol, LabelNames, LabelSep, Model, Strict, Task, TextCol,
-                                  data_options, say)
+                                  TuneFor, data_options, say)
 
 
 @app.command()
@@ -26,7 +26,9 @@ def finetune(
     warmup: Annotated[float, typer.Option(help="Fraction of steps with a linear warm-up.")] = 0.1,
     pos_weight: Annotated[Optional[str], typer.Option(help="'balanced' to weigh rare labels' positives up (BCE).")] = None,
     threshold: Annotated[float, typer.Option(help="Global multi-label decision threshold.")] = 0.5,
-    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="Tune per-label thresholds on validation.")] = False,
+    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="Tune the multi-label thresholds on "
+                                                  "validation (see --tune-for).")] = False,
+    tune_for: TuneFor = "macro",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUT.checkpoint.")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: each epoch only).")] = 0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after N steps in total (a quick look).")] = None,
@@ -47,7 +49,8 @@ def finetune(
                                 max_length=max_length, warmup=warmup, pos_weight=pos_weight, seed=seed, device=device,
                                 checkpoint_every=checkpoint_every, max_steps=max_steps)
     classifier = run(train_data, settings, out, data_options=options, valid=valid_data, valid_split=valid_split,
-                     tune_thresholds=tune_thresholds, threshold=threshold, resume=resume, cache=cache, say=say)
+                     tune_thresholds=tune_thresholds, tune_for=tune_for, threshold=threshold, resume=resume,
+                     cache=cache, say=say)
     details = classifier.info["finetune"]
     say(f"fine-tuned {details['steps']} steps in {details['seconds']:.0f}s; kept epoch {details['best_epoch']}; "
         f"saved to {out}")

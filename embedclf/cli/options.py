@@ -9,6 +9,7 @@ import typer
 
 DATA = "Data options"
 ENCODER = "Encoder options"
+DECIDE = "Decision options"
 
 Columns = Annotated[Optional[str], typer.Option(
     help="Comma-separated names for the columns of a headerless CSV/TSV file.", rich_help_panel=DATA)]
@@ -99,3 +100,7 @@ def encoder_options(model, batch_size, max_length, pooling, normalize, device, p
 def say(message: str) -> None:
     """A line of the human summary: always on stderr, so stdout stays machine-readable."""
     typer.echo(message, err=True)
+TuneFor = Annotated[str, typer.Option(
+    help="What --tune-thresholds maximises: macro (a threshold per label, each the best for that label's F1) "
+         "or micro (one threshold per multi-label target, the best for its micro-F1; steadier on small "
+         "validation sets).", rich_help_panel=DECIDE)]

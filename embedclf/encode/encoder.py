@@ -151,9 +151,14 @@ class Encoder:
     @property
     def config(self) -> dict:
         """Everything that determines a vector: the cache key of this encoder's space."""
-        return {"model": self.ref.name, "fingerprint": self.ref.fingerprint, "pooling": self.pooling,
-                "max_length": self.max_length, "normalize": self.normalize, "precision": self.precision,
-                "backend": self.backend}
+        config = {"model": self.ref.name, "fingerprint": self.ref.fingerprint, "pooling": self.pooling,
+                  "max_length": self.max_length, "normalize": self.normalize, "precision": self.precision,
+                  "backend": self.backend}
+        if self.backend == "onnx" and self.precision == "int8":
+            from embedclf.encode.onnx import INT8_RECIPE
+
+            config["quantization"] = INT8_RECIPE  # a new recipe makes new vectors: a space of their own
+        return config
 
     def describe(self) -> str:
         """The encoding setting in a few words, for summary lines."""

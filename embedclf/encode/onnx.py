@@ -3,7 +3,8 @@
 The export lives beside the embedding cache, one folder per model fingerprint and precision::
 
     <cache root>/onnx/<fingerprint>/model.onnx         fp32, from torch.onnx.export (TorchScript exporter)
-    <cache root>/onnx/<fingerprint>-int8/model.onnx    onnxruntime quantize_dynamic: per-channel QInt8 weights
+    <cache root>/onnx/<fingerprint>-int8-v2/model.onnx onnxruntime quantize_dynamic: per-channel QInt8 weights
+                                                       of the MatMuls, down-projections kept fp32 (see _quantize)
 
 Each folder also holds the model's fast tokenizer (``tokenizer.json``) and ``embedclf-onnx.json`` (input
 names, dimension, padding), so a run that finds its export imports neither torch nor transformers:
@@ -31,6 +32,9 @@ ONNX_PRECISIONS = ("fp32", "int8")
 MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "embedclf-onnx.json"
 OPSET = 17  # LayerNormalization is a single op from opset 17
 OUTPUT = "last_hidden_state"
+# The int8 recipe's name: it names the export folder and is part of the int8 cache space's key, so
+# vectors of an older recipe are never mixed with the current one's. Change it whenever _quantize does.
+INT8_RECIPE = "int8-v2"
 
 
 def require(module: str):
@@ -43,7 +47,7 @@ def require(module: str):
 
 # -- export --------------------------------------------------------------------------------------
 def export_dir(root: str | Path, fingerprint: str, precision: str) -> Path:
-    return Path(root) / "onnx" / (fingerprint + ("-int8" if precision == "int8" else ""))
+    return Path(root) / "onnx" / (fingerprint + (f"-{INT8_RECIPE}" if precision == "int8" else ""))
 
 
 def ensure_export(ref: ModelRef, root: str | Path, precision: str) -> Path:
@@ -111,23 +115,40 @@ def _export(ref: ModelRef, target: Path) -> None:
 
 
 def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8: weights QInt8 per output channel, activations quantised per batch at run time."""
-    require("onnx")
+    """Dynamic int8: MatMul weights QInt8 per output channel, activations quantised per batch at run time.
+
+    Down-projections (MatMuls with more input than output features: in BERT the feed-forward output,
+    1536 -> 384) stay fp32. Their input is the GELU activation, whose few large outliers make the
+    per-tensor uint8 activation scale coarse for everything else; measured on 1,000 GoEmotions texts with
+    all-MiniLM-L6-v2, quantising them too gave mean cosine 0.9898 to fp32, keeping them fp32 0.9939, for
+    about a quarter of the int8 speed-up. Embedding tables (Gather) stay fp32 too: they are lookups, not
+    compute, and quantising them costs fidelity for a smaller file only.
+    """
+    onnx = require("onnx")
     require("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx.load(str(source / MODEL_FILE), load_external_data=False).graph
+    weights = {w.name: tuple(w.dims) for w in graph.initializer}
+    down_projections = [node.name for node in graph.node
+                        if node.op_type == "MatMul" and len(weights.get(node.input[1], ())) == 2
+                        and weights[node.input[1]][0] > weights[node.input[1]][1]]
+    del graph
     tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
     logging.disable(logging.WARNING)  # it advises pre-processing on the root logger; per-channel suffices
     try:
-        quantize_dynamic(str(source / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(source / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=down_projections)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise EmbedclfError(f"cannot quantise {source / MODEL_FILE}: {' '.join(str(exc).split())[:300]}") from None
     finally:
         logging.disable(logging.NOTSET)
     shutil.copyfile(source / TOKENIZER_FILE, target / TOKENIZER_FILE)
-    meta = json.loads((source / META_FILE).read_text()) | {"precision": "int8", "quantization": "dynamic, QInt8 "
-                                                           "weights per channel (onnxruntime quantize_dynamic)"}
+    meta = json.loads((source / META_FILE).read_text()) | {
+        "precision": "int8", "recipe": INT8_RECIPE,
+        "quantization": "dynamic (onnxruntime quantize_dynamic): MatMul weights QInt8 per channel, "
+                        f"{len(down_projections)} down-projection MatMuls kept fp32"}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
     os.replace(tmp, target / MODEL_FILE)
 
