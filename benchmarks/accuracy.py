@@ -105,19 +105,22 @@ def _decisions(classifier, scores, thresholds, rules):
 
 
 def run_head(split: Split, label: str, encoder: Encoder, rules) -> list[dict]:
-    """Fit one head, then score the test set four ways: global/tuned thresholds x without/with rules."""
+    """Fit one head, then score the test set at 0.5, tuned for macro and tuned for micro, without/with rules."""
     name, params = HEADS[label]
     head = make_head(name, random_state=0, **params)
     classifier = fit_classifier(split.train, head, encoder, data_options=split.options, valid=split.valid)
     space = classifier.space
     X_valid, X_test = encoder.encode(split.valid.texts), encoder.encode(split.test.texts)
     Y_valid, Y_test = space.encode(split.valid)[0], space.encode(split.test)[0]
-    tuned = tune_thresholds(Y_valid, classifier.scores(X_valid), space.layout)
+    S_valid = classifier.scores(X_valid)
+    modes = (("global 0.5", np.full(space.n_columns, 0.5)),
+             ("tuned (macro)", tune_thresholds(Y_valid, S_valid, space.layout, objective="macro")),
+             ("tuned (micro)", tune_thresholds(Y_valid, S_valid, space.layout, objective="micro")))
     start = time.perf_counter()
     scores = classifier.scores(X_test)
     predict_seconds = time.perf_counter() - start
     rows = []
-    for thresholds_name, thresholds in (("global 0.5", np.full(space.n_columns, 0.5)), ("tuned", tuned)):
+    for thresholds_name, thresholds in modes:
         for rules_name, rule_set in (("-", None), ("rules 0.9", rules)):
             if rule_set is None and rules_name != "-":
                 continue

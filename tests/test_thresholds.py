@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from embedclf.postprocess.thresholds import GRID, tune_thresholds
-from tests.test_model import GO, goemotions_slice, run
+from tests.test_model import goemotions_slice, run
 
 LAYOUT = (("multilabel", 3), ("multiclass", 2))
 
