@@ -61,8 +61,9 @@ FLOP_FORMULA = ("FLOPs = sum over batches of B * S * (2 * P + 4 * L * S * H), wh
                 "tokens included), P the weights of the encoder layers' linear maps (L * (4*H^2 + 2*H*I); "
                 "embeddings, biases, LayerNorm and pooler left out), and 4*L*S*H per token the attention "
                 "scores (Q K^T) and the weighted values (A V). Batches are simulated exactly as each variant "
-                "forms them (ST sorts by characters; embedclf sorts by tokens, chunks of 1,024, then ST sorts "
-                "each chunk by characters). 'useful' FLOPs use each text's own length instead of S.")
+                "forms them (ST sorts by characters; embedclf sorts by tokens, cuts chunks of 1,024 and batches "
+                "of 32 texts, fewer where a batch would exceed 2,048 padded tokens). 'useful' FLOPs use each "
+                "text's own length instead of S.")
 
 
 def log(message: str) -> None:
@@ -370,14 +371,19 @@ def first_occurrences(texts: list[str]) -> np.ndarray:
 
 def embedclf_batches(texts: list[str], tokens: np.ndarray, capped: np.ndarray) -> list[tuple[int, int]]:
     """Batches as the Encoder forms them: distinct texts by tokens, longest first, cut into chunks and
-    then into batches in that order (one ST call per batch, so ST cannot re-sort them)."""
+    then into batches in that order by the Encoder's own rule (one ST call per batch, so ST cannot
+    re-sort them)."""
     import numpy as np
+
+    from embedclf.encode.encoder import capped_batches
 
     unique = first_occurrences(texts)
     order = unique[np.argsort(-tokens[unique], kind="stable")]
     batches = []
     for start in range(0, len(order), CHUNK_SIZE):
-        batches += batch_shapes(order[start:start + CHUNK_SIZE], capped)
+        chunk = order[start:start + CHUNK_SIZE]
+        for batch in capped_batches(tokens[chunk], BATCH_SIZE, BATCH_SIZE * 64, MAX_LENGTH):
+            batches.append((len(chunk[batch]), int(capped[chunk[batch]].max())))
     return batches
 
 

@@ -181,3 +181,39 @@ def test_cache_info_and_clear(tiny_model, cache_dir):
     assert len(cache.clear(model="no-such-model")) == 0
     assert len(cache.clear(model=tiny_model)) == 2
     assert cache.spaces() == []
+
+
+def test_batches_of_long_texts_are_capped_by_padded_tokens():
+    from embedclf.encode.encoder import capped_batches
+
+    tokens = np.array([300, 120, 100, 64, 64, 64] + [20] * 70)  # sorted longest first, as the Encoder does
+    batches = capped_batches(tokens, batch_size=32, max_batch_tokens=2048, max_length=256)
+    sizes = [b.stop - b.start for b in batches]
+    assert sizes == [8, 32, 32, 4]  # 2048 // 256 with the 300-token text (truncated to 256) first
+    assert batches[0].start == 0 and batches[-1].stop == len(tokens)
+    assert all(a.stop == b.start for a, b in zip(batches, batches[1:]))
+    for batch in batches:  # no batch over budget, except a single text that alone exceeds it
+        assert (batch.stop - batch.start) * min(tokens[batch.start], 256) <= 2048 or batch.stop - batch.start == 1
+    assert [b.stop - b.start for b in capped_batches(np.array([5000, 10]), 32, 100, 512)] == [1, 1]
+
+
+def test_long_texts_in_smaller_batches_give_the_same_vectors(tiny_model, cache_dir, tmp_path):
+    texts = sample_texts(60) + [" ".join(sample_texts(40))]  # one text far longer than the rest
+    default = make(tiny_model, cache_dir).encode(texts)
+    small = make(tiny_model, tmp_path / "other", max_batch_tokens=64).encode(texts)
+    np.testing.assert_allclose(small, default, atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_cache_shards_are_not_left_mapped(tiny_model, cache_dir):
+    """Mapped shard pages count in RSS: a long encode would grow by the whole cache if shards stayed mapped."""
+    texts = sample_texts(300)
+    encoder = make(tiny_model, cache_dir, chunk_size=50)
+    encoder.encode(texts)
+    again = make(tiny_model, cache_dir)
+    again.encode(texts[::-1])
+    shards = list(again.space.shard_dir.glob("*.npy"))
+    assert len(shards) >= 6
+    with open("/proc/self/maps") as maps:
+        mapped = maps.read()
+    assert not any(str(shard) in mapped for shard in shards)

@@ -11,8 +11,10 @@ A *space* is one encoding configuration: every setting that changes a vector is 
 vectors of different models, poolings, lengths, normalisations or precisions never mix. Inside a
 space a vector is found by the sha256 of its text. A shard is written to a temporary file and
 renamed into place, so it either exists whole or not at all: a process killed at any moment loses
-only the shard it was writing, and the next run re-encodes just that. Reading maps shards into
-memory and gathers rows with numpy; the only per-text work is one dict lookup.
+only the shard it was writing, and the next run re-encodes just that. Reading maps a shard into
+memory, gathers its rows with numpy and unmaps it again (mapped pages count in the process's RSS,
+so keeping every shard mapped would grow it by the whole cache); the only per-text work is one
+dict lookup.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class CacheSpace:
         self.config = config
         self.shard_dir = self.directory / "shards"
         self._index: dict[bytes, tuple[int, int]] = {}
-        self._shards: list[np.ndarray] = []
+        self._shards: list[Path] = []
         self._shard_names: list[str] = []
         self._dim: int | None = config.get("dimension")
 
@@ -73,18 +75,16 @@ class CacheSpace:
         for path in sorted(self.shard_dir.glob("[0-9]*.npy")):
             if path.name in known:
                 continue
-            try:
-                records = np.load(path, mmap_mode="r")
-            except (ValueError, OSError) as exc:  # never written by us half-way; say what it is
-                raise EmbedclfError(f"{path}: unreadable cache shard ({exc}); remove it or run 'embedclf cache clear'") from None
+            records = _map_shard(path)
             shard_number = len(self._shards)
-            self._shards.append(records)
+            self._shards.append(path)
             self._shard_names.append(path.name)
-            keys = records["key"].tobytes()
+            keys = records["key"].tobytes()  # touches every page of the shard: unmapped below
             for row, start in enumerate(range(0, len(keys), 32)):
                 self._index.setdefault(keys[start:start + 32], (shard_number, row))
             if self._dim is None and len(records):
                 self._dim = records.dtype["vector"].shape[0]
+            del records
 
     def __len__(self) -> int:
         return len(self._index)
@@ -105,7 +105,9 @@ class CacheSpace:
             where = np.flatnonzero(locations[:, 0] == shard_number)
             rows = locations[where, 1]
             order = np.argsort(rows, kind="stable")  # sorted reads are kinder to the page cache
-            records = self._shards[shard_number][rows[order]]
+            shard = _map_shard(self._shards[shard_number])
+            records = shard[rows[order]]  # a copy; the mapping is dropped when ``shard`` goes
+            del shard
             vectors[where[order]] = records["vector"]
             tokens[where[order]] = records["tokens"]
         return vectors, tokens
@@ -148,6 +150,14 @@ class CacheSpace:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.shard_dir.glob("*.npy")) if self.shard_dir.is_dir() else 0
+
+
+def _map_shard(path: Path) -> np.ndarray:
+    """A shard's records, mapped read-only: unmapped again when the array is dropped."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as exc:  # never written by us half-way; say what it is
+        raise EmbedclfError(f"{path}: unreadable cache shard ({exc}); remove it or run 'embedclf cache clear'") from None
 
 
 def _first_new(keys: Sequence[bytes], index: dict) -> list[int]:

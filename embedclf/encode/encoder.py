@@ -40,6 +40,44 @@ def check_backend(backend: str, precision: str, device: str = "auto") -> None:
         raise EmbedclfError(f"the onnx backend runs on the CPU, not on {device}; use --device cpu, or --backend torch")
 
 
+def capped_batches(tokens: Sequence[int], batch_size: int, max_batch_tokens: int, max_length: int) -> list[slice]:
+    """Batches over texts sorted longest first: ``batch_size`` texts, fewer where the batch's longest text
+    would make it more than ``max_batch_tokens`` padded tokens.
+
+    A batch's activations grow with texts x padded tokens (on the CPU, 32 x 256 tokens took ~230 MB more
+    than 32 x 32), so without the cap one long text in a corpus of short ones sets the peak memory.
+    """
+    batches, start = [], 0
+    while start < len(tokens):
+        longest = max(1, min(int(tokens[start]), max_length))
+        size = max(1, min(batch_size, max_batch_tokens // longest))
+        batches.append(slice(start, min(start + size, len(tokens))))
+        start += size
+    return batches
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the OS, where the C library is glibc; a no-op elsewhere.
+
+    Batches of varying lengths free and reallocate tensors of varying sizes, and glibc keeps what
+    is freed inside its heap: without this, RSS creeps up chunk after chunk (measured: +50 MB at
+    30k texts over 2k). One call per chunk costs about a millisecond.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 @dataclass
 class EncodeReport:
     """What one :meth:`Encoder.encode` call did, for the summary line and benchmarks."""
@@ -87,7 +125,7 @@ class Encoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | None = None, max_length: int | None = None,
                  normalize: bool = True, device: str = "auto", precision: str = "auto", backend: str = "torch",
-                 batch_size: int = 32, chunk_size: int = 1024,
+                 batch_size: int = 32, chunk_size: int = 1024, max_batch_tokens: int | None = None,
                  cache: str | Path | EmbeddingCache | bool | None = None, progress: bool | None = None):
         if pooling is not None and pooling not in POOLING_MODES:
             raise EmbedclfError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")
@@ -105,6 +143,7 @@ class Encoder:
         self.backend = backend
         self.batch_size = batch_size
         self.chunk_size = chunk_size
+        self.max_batch_tokens = max_batch_tokens or batch_size * 64  # see capped_batches
         self.progress = progress
         if cache is False:
             self.cache = None
@@ -184,6 +223,7 @@ class Encoder:
         settings = dict(model=self.model_name, pooling=self.requested_pooling, max_length=self.requested_max_length,
                         normalize=self.normalize, device=self.requested_device, precision=self.requested_precision,
                         backend=self.backend, batch_size=self.batch_size, chunk_size=self.chunk_size,
+                        max_batch_tokens=self.max_batch_tokens,
                         cache=self.cache if self.cache is not None else False, progress=self.progress) | changes
         other = Encoder(settings.pop("model"), **settings)
         if other.model_name == self.model_name:
@@ -272,23 +312,25 @@ class Encoder:
         with tqdm(total=len(texts), unit="text", disable=not show, desc="encoding", file=sys.stderr) as bar:
             for start in range(0, len(order), self.chunk_size):
                 chunk = order[start:start + self.chunk_size]
-                vectors = self._encode_batch([texts[j] for j in chunk])
+                vectors = self._encode_batch([texts[j] for j in chunk], tokens[chunk])
+                trim_heap()
                 bar.update(len(chunk))
                 yield chunk, vectors, tokens[chunk]
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _encode_batch(self, texts: list[str], tokens: np.ndarray) -> np.ndarray:
         if self.backend == "onnx":
-            return self.model.encode(texts, batch_size=self.batch_size, normalize=self.normalize)
+            return self.model.encode(texts, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+                                     normalize=self.normalize)
         import torch
 
-        size = self.batch_size
         with torch.inference_mode():
             # one call per batch: the texts arrive sorted by token count, and a single call would let
             # sentence-transformers re-sort them by characters, which pads more (measured: +32% vs +2%)
-            vectors = torch.cat([self.model.encode(texts[start:start + size], batch_size=size,
+            vectors = torch.cat([self.model.encode(texts[batch], batch_size=self.batch_size,
                                                    show_progress_bar=False, convert_to_numpy=False,
                                                    convert_to_tensor=True, normalize_embeddings=False)
-                                 for start in range(0, len(texts), size)]).float()
+                                 for batch in capped_batches(tokens, self.batch_size, self.max_batch_tokens,
+                                                             self.max_length)]).float()
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)

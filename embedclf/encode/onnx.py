@@ -235,19 +235,23 @@ class OnnxEmbedder:
         return np.fromiter((len(e.ids) for e in self._counter.encode_batch(list(texts))), dtype=np.int64,
                            count=len(texts))
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+    def encode(self, texts: list[str], *, batch_size: int = 32, max_batch_tokens: int | None = None,
+               normalize: bool = True) -> np.ndarray:
         """``(len(texts), dim)`` float32 in input order.
 
-        Batches of ``batch_size`` texts of similar length (sorted by tokens), each padded to its longest.
-        A token budget per batch instead (large batches of short texts, small of long ones) was measured
-        and did not help on CPU: padding is already a few per cent, and larger batches ran slower.
+        Batches of texts of similar length (sorted by tokens), each padded to its longest: ``batch_size``
+        texts, fewer for long ones (``max_batch_tokens``, as the torch path: see ``capped_batches``).
+        Filling batches up to a token budget instead (more short texts per batch) was measured and did
+        not help on CPU: padding is already a few per cent, and larger batches ran slower.
         """
+        from embedclf.encode.encoder import capped_batches
+
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         vectors = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+        for batch in capped_batches(lengths[order], batch_size, max_batch_tokens or batch_size * 64, self.max_length):
+            batch = order[batch]
             feed, mask = self._inputs([encodings[i] for i in batch], lengths[batch])
             hidden = self.session.run([OUTPUT], feed)[0]
             vectors[batch] = pool(hidden, mask, self.pooling)
