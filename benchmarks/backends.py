@@ -1,7 +1,7 @@
 """Encoder backends side by side: texts/s, peak memory and cosine to torch fp32, on GoEmotions texts.
 
     python benchmarks/backends.py                # 500 texts, every variant twice, alternating
-    python benchmarks/backends.py --texts 200 --rounds 1
+    python benchmarks/backends.py --quick        # 200 texts, one round: results/backends-quick.json
 
 Variants (all batch size 32, max length 256, the default model, CPU): plain
 ``SentenceTransformer.encode`` (fp32, the baseline the speed-ups are quoted against), and embedclf's
@@ -144,13 +144,16 @@ def markdown(results: dict, n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--texts", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--texts", type=int, default=None, help="texts measured [500; 200 with --quick]")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per variant [2; 1 with --quick]")
+    parser.add_argument("--quick", action="store_true", help="a fast look, written to backends-quick.json")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--variant", nargs=2, metavar=("BACKEND", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--vectors", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.texts = args.texts or (200 if args.quick else 500)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     if args.prepare:
         from embedclf.encode.encoder import Encoder
 
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "backends", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "texts": args.texts,
               "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "cpus": len(os.sched_getaffinity(0)),
               "cpu_model": cpu_model(), "matmul_fp32": peak, "matmul_peaks": peaks, "model_flops_useful": flops, "variants": results}
-    atomic_write_text(args.out_dir / "backends.json", json.dumps(report, indent=1))
+    atomic_write_text(args.out_dir / ("backends-quick.json" if args.quick else "backends.json"), json.dumps(report, indent=1))
     print(markdown(results, args.texts))
     return 0
 

@@ -1,6 +1,6 @@
 """Local engine vs Ray engine on one machine: texts/s and Ray's fixed costs.
 
-    python benchmarks/ray_encode.py [--texts 2000] [--rounds 2] [--actors 2]
+    python benchmarks/ray_encode.py [--texts 2000] [--rounds 2] [--actors 2] [--quick]
 
 The default model (``Encoder()`` defaults: all-MiniLM-L6-v2, mean pooling, max 256 tokens, fp32 on
 CPU) encodes the first N GoEmotions training texts with nothing cached. Each measurement runs in a
@@ -72,14 +72,19 @@ def _measure(variant: str, data: Path, actors: int, cache: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--texts", type=int, default=None, help="texts encoded [2000; 500 with --quick]")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per variant [2; 1 with --quick]")
     parser.add_argument("--actors", type=int, default=2)
-    parser.add_argument("--variants", default="local,ray-256,ray-1024,ray-tiny")
+    parser.add_argument("--variants", default=None, help="[local,ray-256,ray-1024,ray-tiny; local,ray-256,ray-tiny "
+                                                         "with --quick]")
+    parser.add_argument("--quick", action="store_true", help="a fast look, written to ray-quick.json")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.texts = args.texts or (500 if args.quick else 2000)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.variants = args.variants or ("local,ray-256,ray-tiny" if args.quick else "local,ray-256,ray-1024,ray-tiny")
     if args.variant:
         print(json.dumps(measure(args.variant, Path(args.data), args.actors)))
         return
@@ -102,7 +107,7 @@ def run_all(args, folder: Path) -> None:
             row = {"round": round_, "variant": variant, "load_avg_1m": round(os.getloadavg()[0], 2)}
             rows.append(row | json.loads(result.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    out = ROOT / "benchmarks" / "results" / "ray.json"
+    out = ROOT / "benchmarks" / "results" / ("ray-quick.json" if args.quick else "ray.json")
     out.write_text(json.dumps({"texts": args.texts, "actors": args.actors, "cpus": os.cpu_count(), "rows": rows},
                               indent=1))
 

@@ -136,7 +136,7 @@ def cooccurrence_section(accuracy: dict, figures: Path) -> list[str]:
         lines.append("")
     if (figures / "reuters-rules.png").exists():
         lines += ["Rules learnt on the Reuters training topics at 0.9 (`embedclf cooccur ... --graph`):", "",
-                  "![Reuters co-occurrence rules](figures/reuters-rules.png)", ""]
+                  f"![Reuters co-occurrence rules]({figures.name}/reuters-rules.png)", ""]
     return lines
 
 
@@ -165,7 +165,7 @@ def plot_score_vs_time(accuracy: dict, figures: Path) -> list[str]:
     fig.tight_layout()
     fig.savefig(figures / "score-vs-fit-time.png", dpi=110)
     plt.close(fig)
-    return ["![score vs fit time](figures/score-vs-fit-time.png)", ""]
+    return [f"![score vs fit time]({figures.name}/score-vs-fit-time.png)", ""]
 
 
 def plot_label_f1(accuracy: dict, figures: Path) -> list[str]:
@@ -197,7 +197,7 @@ def plot_label_f1(accuracy: dict, figures: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(figures / f"label-f1-{slug}.png", dpi=110)
         plt.close(fig)
-        lines += [f"![per-label F1, {dataset}](figures/label-f1-{slug}.png)", ""]
+        lines += [f"![per-label F1, {dataset}]({figures.name}/label-f1-{slug}.png)", ""]
     return lines
 
 
@@ -209,7 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     suffix = "-quick" if args.quick else ""
     args.out = args.out or str(BENCH / f"REPORT{suffix}.md")
-    results, figures = Path(args.results), BENCH / "figures"
+    results, figures = Path(args.results), BENCH / f"figures{suffix}"
     figures.mkdir(exist_ok=True)
     lines = ["# embedclf benchmark report", "", f"Produced by `python benchmarks/run.py` at commit `{_commit()}`; "
              "every figure below comes from the JSON files in `benchmarks/results/`.", ""]
@@ -225,7 +225,7 @@ def main() -> None:
         from benchmarks.encode import render
 
         lines += render(encode) + [""]
-    backends, downstream = _load(results, "backends.json"), _load(results, f"downstream{suffix}.json")
+    backends, downstream = _load(results, f"backends{suffix}.json"), _load(results, f"downstream{suffix}.json")
     if backends or downstream:
         from benchmarks.downstream import render as render_backends
 
@@ -234,7 +234,7 @@ def main() -> None:
         lines += accuracy_section(accuracy)
         lines += ["## Plots", ""] + plot_score_vs_time(accuracy, figures) + plot_label_f1(accuracy, figures)
         lines += cooccurrence_section(accuracy, figures)
-    ray = _load(results, "ray.json")
+    ray = _load(results, f"ray{suffix}.json")
     if ray is not None:
         from benchmarks.ray_encode import render as render_ray
 

@@ -35,12 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
     skip = set(filter(None, args.skip.split(",")))
-    (BENCH / "figures").mkdir(exist_ok=True)
+    suffix = "-quick" if args.quick else ""  # a quick run never overwrites the committed full results
+    (BENCH / f"figures{suffix}").mkdir(exist_ok=True)
     if "rules" not in skip:
         step("co-occurrence graph", [python, "-m", "embedclf", "cooccur", str(REUTERS / "train.jsonl"), "--text-col",
                                      "text", "--label-col", "labels", "--threshold", "0.9", "--out",
-                                     str(BENCH / "results" / "reuters-rules.json"), "--graph",
-                                     str(BENCH / "figures" / "reuters-rules.png")])
+                                     str(BENCH / "results" / f"reuters-rules{suffix}.json"), "--graph",
+                                     str(BENCH / f"figures{suffix}" / "reuters-rules.png")])
     if "accuracy" not in skip:
         heads = ["--heads", "logreg,svm,knn,mlp (BCE),mlp (focal),chain"] if args.quick else []
         step("accuracy of every head", [python, str(BENCH / "accuracy.py"), *quick, *heads])
@@ -50,11 +51,10 @@ def main() -> None:
     if "encode" not in skip:
         step("encoder throughput and scaling", [python, str(BENCH / "encode.py"), *quick])
     if "backends" not in skip:
-        step("encoder backends", [python, str(BENCH / "backends.py")] + (["--rounds", "1"] if args.quick else []))
+        step("encoder backends", [python, str(BENCH / "backends.py"), *quick])
         step("backends downstream", [python, str(BENCH / "downstream.py"), *quick])
     if "ray" not in skip:
-        step("local vs Ray engine", [python, str(BENCH / "ray_encode.py"), "--rounds", "1",
-                                     "--variants", "local,ray-256,ray-tiny"])
+        step("local vs Ray engine", [python, str(BENCH / "ray_encode.py"), *quick])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
 
 
