@@ -164,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from embedclf.io import atomic_write_text
 
-    from benchmarks.encode import cpu_model, matmul_peak_gflops
+    from benchmarks.encode import busy_warning, cpu_busy, cpu_model, matmul_peak_gflops
 
+    busy = cpu_busy()
+    if busy_warning(busy):
+        print(f"warning: {busy_warning(busy)}", file=sys.stderr)
     peaks = {f"{library} {dtype}": matmul_peak_gflops(library=library, dtype=dtype)  # before any child runs
              for library, dtype in (("torch", "fp32"), ("onnxruntime", "fp32"), ("torch", "bf16"))}
     peak = max((p for p in peaks.values() if p["dtype"] == "fp32"), key=lambda p: p["gflops"])
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     summarise(results, flops, peak["gflops"])
     report = {"benchmark": "backends", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "texts": args.texts,
               "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "cpus": len(os.sched_getaffinity(0)),
-              "cpu_model": cpu_model(), "matmul_fp32": peak, "matmul_peaks": peaks, "model_flops_useful": flops, "variants": results}
+              "cpu_model": cpu_model(), "busy_cores_start": busy, "matmul_fp32": peak, "matmul_peaks": peaks, "model_flops_useful": flops, "variants": results}
     atomic_write_text(args.out_dir / ("backends-quick.json" if args.quick else "backends.json"), json.dumps(report, indent=1))
     print(markdown(results, args.texts))
     return 0

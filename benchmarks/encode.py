@@ -521,8 +521,10 @@ def machine_lines(result: dict) -> list[str]:
              f"{m['ram_gb']:.0f} GB RAM; Python {m['python']}, torch {m['torch']}, sentence-transformers "
              f"{m['sentence_transformers']}, transformers {m['transformers']}; fp32 matmul peak {peak:.0f} GFLOP/s "
              f"({m['matmul_fp32']['size']}² matrices, the best of {m['matmul_fp32']['repeats']} runs at the start "
-             f"and at the end); load average {m['load_average_start'][0]:.1f} at the start of the encoding "
-             f"benchmark, {result['load_average_end'][0]:.1f} at its end."]
+             f"and at the end); " + (f"{m['busy_cores_start']:.2f} cores busy with other work at the start "
+                                     "(/proc/stat over 3 s), " if "busy_cores_start" in m else "")
+             + f"load average {m['load_average_start'][0]:.1f} at the start of the encoding benchmark, "
+             f"{result['load_average_end'][0]:.1f} at its end."]
     if result.get("warning"):
         lines += ["", f"**Warning**: {result['warning']}."]
     return lines
@@ -550,13 +552,33 @@ def markdown(result: dict) -> str:
     return "\n".join(machine_lines(result) + [""] + render(result))
 
 
-def busy_warning(load_average: float) -> str | None:
+def cpu_busy(seconds: float = 3.0) -> float:
+    """Cores kept busy by other processes, measured from /proc/stat while this one sleeps.
+
+    The load average cannot tell: it decays over a minute, so right after another benchmark step
+    (as in run.py) it still counts that finished step's threads.
+    """
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    try:
+        total, idle = ticks()
+        time.sleep(seconds)
+        total2, idle2 = ticks()
+    except OSError:
+        return 0.0
+    cpus = os.cpu_count() or 1
+    return cpus * (1 - (idle2 - idle) / max(total2 - total, 1))
+
+
+def busy_warning(busy_cores: float) -> str | None:
     """Two OpenMP threads on two busy cores run several times slower: say so rather than publish it."""
-    cpus = len(os.sched_getaffinity(0))
-    if load_average < 0.5 * cpus:
+    if busy_cores < 0.25:
         return None
-    return (f"load average {load_average:.1f} on {cpus} CPUs: other processes compete for the cores, "
-            "so times and the matmul peak are noisy; run again on a quiet machine for publishable numbers")
+    return (f"other processes kept {busy_cores:.1f} cores busy at the start: times and the matmul peak "
+            "are noisy; run again on a quiet machine for publishable numbers")
 
 
 def add_peak_fractions(result: dict) -> None:
@@ -576,9 +598,10 @@ def benchmark(args: argparse.Namespace) -> dict:
     rounds = args.rounds or (1 if args.quick else 2)
     sizes = args.sizes or ([1_000, 5_000] if args.quick else [1_000, 10_000, 100_000])
     log("measuring the machine")
-    machine = machine_info()
+    busy = cpu_busy()  # first: before this process does any work of its own
+    machine = machine_info() | {"busy_cores_start": busy}
     log(f"  fp32 matmul peak {machine['matmul_fp32']['gflops']:.0f} GFLOP/s")
-    warning = busy_warning(machine["load_average_start"][0])
+    warning = busy_warning(busy)
     if warning:
         log(f"warning: {warning}")
     dims = model_dims()
@@ -596,7 +619,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     result["scaling"] = scaling(sizes, args.device, dims["hidden"])
     add_peak_fractions(result)
     result["load_average_end"] = os.getloadavg()
-    # the end's load average includes this benchmark's own two threads, so only the start's is judged
+    # only the start is judged: the end's load average includes this benchmark's own threads
     result["warning"] = warning
     result["wall_seconds"] = time.perf_counter() - started
     return result
