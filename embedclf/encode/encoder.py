@@ -9,6 +9,7 @@ int8 with dynamically quantised weights); the backend and precision are part of 
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -63,19 +64,19 @@ def trim_heap() -> None:
     is freed inside its heap: without this, RSS creeps up chunk after chunk (measured: +50 MB at
     30k texts over 2k). One call per chunk costs about a millisecond.
     """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_malloc_trim = None
+@functools.cache
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 @dataclass
@@ -120,7 +121,9 @@ class Encoder:
     fp32, fp16 or bf16 (``'auto'``: fp16 on CUDA, fp32 on CPU); ``backend='onnx'`` (CPU only, needs
     ``embedclf[onnx]``) takes fp32 or int8 (``'auto'``: fp32) and exports the model to ONNX under the
     cache root on first use (the default root when ``cache=False``). The model is loaded only when
-    some text is not cached.
+    some text is not cached. Texts are encoded longest first, ``batch_size`` at a time, fewer where a
+    batch would exceed ``max_batch_tokens`` padded tokens (default ``64 * batch_size``), and committed
+    to the cache every ``chunk_size`` texts.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | None = None, max_length: int | None = None,
@@ -130,8 +133,8 @@ class Encoder:
         if pooling is not None and pooling not in POOLING_MODES:
             raise EmbedclfError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")
         check_backend(backend, precision, device)
-        if batch_size < 1 or chunk_size < 1:
-            raise EmbedclfError("--batch-size and --chunk-size must be positive")
+        if batch_size < 1 or chunk_size < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
+            raise EmbedclfError("the batch size, chunk size and max batch tokens must be positive")
         if max_length is not None and max_length < 2:
             raise EmbedclfError("--max-length must be at least 2 tokens")
         self.model_name = model
