@@ -519,7 +519,7 @@ def machine_lines(result: dict) -> list[str]:
     peak = m.get("matmul_peak_gflops", m["matmul_fp32"]["gflops"])
     lines = [f"Machine: {m['cpu_model']}, {m['cpus_usable']} CPUs, {m['torch_threads']} torch threads, "
              f"{m['ram_gb']:.0f} GB RAM; Python {m['python']}, torch {m['torch']}, sentence-transformers "
-             f"{m['sentence_transformers']}, transformers {m['transformers']}; fp32 matmul peak {peak:.0f} GFLOP/s "
+             f"{m['sentence_transformers']}, transformers {m['transformers']}; torch fp32 matmul peak {peak:.0f} GFLOP/s "
              f"({m['matmul_fp32']['size']}² matrices, the best of {m['matmul_fp32']['repeats']} runs at the start "
              f"and at the end); " + (f"{m['busy_cores_start']:.2f} cores busy with other work at the start "
                                      "(/proc/stat over 3 s), " if "busy_cores_start" in m else "")
@@ -540,7 +540,9 @@ def render(result: dict) -> list[str]:
              f"`Encoder` on that cache. Each runs in its own process after a {settings['warmup_texts']}-text "
              "warm-up. Padding: padded tokens over real tokens in the batches the variant forms. GFLOP/s: "
              "executed FLOPs per second, B·S·(2P + 4LSH) per batch (see `flop_formula` in encode.json); % of "
-             "peak: against the matmul peak. Peak RSS: the process's own high-water mark, reading the data "
+             "peak: against torch's own fp32 `torch.matmul` peak (MKL). The backends section also times "
+             "onnxruntime's GEMM and takes the better of the two as the machine's peak; on CPUs where MKL takes "
+             "a slow path (AMD) that is about twice torch's, so its shares read lower. Peak RSS: the process's own high-water mark, reading the data "
              "included.", ""]
     for corpus, section in result["throughput"].items():
         lines += throughput_lines(corpus, section)
