@@ -35,7 +35,8 @@ VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "in
 BOOTSTRAP = 20
 
 
-def scores_of(split, backend: str, precision: str) -> tuple[dict, np.ndarray, np.ndarray, object, float]:
+def scores_of(split, backend: str, precision: str) -> tuple[object, np.ndarray, np.ndarray, float]:
+    """The logreg head fitted on this variant's train vectors, its dev and test scores, and the encode time."""
     encoder = Encoder(backend=backend, precision=precision, device="cpu", cache=ROOT / "cache", progress=False)
     start = time.perf_counter()
     for part in (split.train, split.valid, split.test):
@@ -43,10 +44,10 @@ def scores_of(split, backend: str, precision: str) -> tuple[dict, np.ndarray, np
     encode_seconds = time.perf_counter() - start
     classifier = fit_classifier(split.train, make_head("logreg"), encoder, data_options=split.options)
     return (classifier, classifier.scores(encoder.encode(split.valid.texts)),
-            classifier.scores(encoder.encode(split.test.texts)), encoder, encode_seconds)
+            classifier.scores(encoder.encode(split.test.texts)), encode_seconds)
 
 
-def test_metrics(classifier, Y_test, S_test, thresholds) -> dict:
+def metrics_on_test(classifier, Y_test, S_test, thresholds) -> dict:
     classifier.thresholds = thresholds
     (metrics,) = evaluate(classifier.space, Y_test, classifier.decide(S_test)[0], S_test)["targets"].values()
     return metrics
@@ -59,7 +60,7 @@ def noise_floor(classifier, Y_valid, S_valid, Y_test, S_test, seed: int = 0) -> 
     for _ in range(BOOTSTRAP):
         rows = rng.integers(0, len(Y_valid), len(Y_valid))
         tuned = tune_thresholds(Y_valid[rows], S_valid[rows], classifier.space.layout)
-        values.append(test_metrics(classifier, Y_test, S_test, tuned)["micro_f1"])
+        values.append(metrics_on_test(classifier, Y_test, S_test, tuned)["micro_f1"])
     return float(np.std(values))
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     (split,) = load_splits(["goemotions"], quick=args.quick)
     rows, noise = [], None
     for backend, precision in VARIANTS:
-        classifier, S_valid, S_test, encoder, encode_seconds = scores_of(split, backend, precision)
+        classifier, S_valid, S_test, encode_seconds = scores_of(split, backend, precision)
         space = classifier.space
         Y_valid, Y_test = space.encode(split.valid)[0], space.encode(split.test)[0]
         row = {"backend": backend, "precision": precision, "encode_seconds": round(encode_seconds, 1),
@@ -79,7 +80,7 @@ def main() -> None:
         for name, thresholds in (("at_0.5", np.full(space.n_columns, 0.5)),
                                  ("tuned_macro", tune_thresholds(Y_valid, S_valid, space.layout, objective="macro")),
                                  ("tuned_micro", tune_thresholds(Y_valid, S_valid, space.layout, objective="micro"))):
-            metrics = test_metrics(classifier, Y_test, S_test, thresholds)
+            metrics = metrics_on_test(classifier, Y_test, S_test, thresholds)
             row[name] = {"micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"]}
             row["micro_roc_auc"] = metrics["micro_roc_auc"]
         rows.append(row)
