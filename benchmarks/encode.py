@@ -382,7 +382,7 @@ def embedclf_batches(texts: list[str], tokens: np.ndarray, capped: np.ndarray) -
     batches = []
     for start in range(0, len(order), CHUNK_SIZE):
         chunk = order[start:start + CHUNK_SIZE]
-        for batch in capped_batches(tokens[chunk], BATCH_SIZE, BATCH_SIZE * 64, MAX_LENGTH):
+        for batch in capped_batches(tokens[chunk], BATCH_SIZE, MAX_LENGTH):
             batches.append((len(chunk[batch]), int(capped[chunk[batch]].max())))
     return batches
 

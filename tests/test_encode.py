@@ -187,14 +187,14 @@ def test_batches_of_long_texts_are_capped_by_padded_tokens():
     from embedclf.encode.encoder import capped_batches
 
     tokens = np.array([300, 120, 100, 64, 64, 64] + [20] * 70)  # sorted longest first, as the Encoder does
-    batches = capped_batches(tokens, batch_size=32, max_batch_tokens=2048, max_length=256)
+    batches = capped_batches(tokens, batch_size=32, max_length=256)  # default: 64 x 32 = 2,048 tokens
     sizes = [b.stop - b.start for b in batches]
     assert sizes == [8, 32, 32, 4]  # 2048 // 256 with the 300-token text (truncated to 256) first
     assert batches[0].start == 0 and batches[-1].stop == len(tokens)
     assert all(a.stop == b.start for a, b in zip(batches, batches[1:]))
     for batch in batches:  # no batch over budget, except a single text that alone exceeds it
         assert (batch.stop - batch.start) * min(tokens[batch.start], 256) <= 2048 or batch.stop - batch.start == 1
-    assert [b.stop - b.start for b in capped_batches(np.array([5000, 10]), 32, 100, 512)] == [1, 1]
+    assert [b.stop - b.start for b in capped_batches(np.array([5000, 10]), 32, 512, 100)] == [1, 1]
 
 
 def test_long_texts_in_smaller_batches_give_the_same_vectors(tiny_model, cache_dir, tmp_path):

@@ -41,13 +41,18 @@ def check_backend(backend: str, precision: str, device: str = "auto") -> None:
         raise EmbedclfError(f"the onnx backend runs on the CPU, not on {device}; use --device cpu, or --backend torch")
 
 
-def capped_batches(tokens: Sequence[int], batch_size: int, max_batch_tokens: int, max_length: int) -> list[slice]:
+BATCH_TOKENS_PER_TEXT = 64  # the default max_batch_tokens is this many per text of a full batch
+
+
+def capped_batches(tokens: Sequence[int], batch_size: int, max_length: int,
+                   max_batch_tokens: int | None = None) -> list[slice]:
     """Batches over texts sorted longest first: ``batch_size`` texts, fewer where the batch's longest text
-    would make it more than ``max_batch_tokens`` padded tokens.
+    would make it more than ``max_batch_tokens`` padded tokens (default ``BATCH_TOKENS_PER_TEXT * batch_size``).
 
     A batch's activations grow with texts x padded tokens (on the CPU, 32 x 256 tokens took ~230 MB more
     than 32 x 32), so without the cap one long text in a corpus of short ones sets the peak memory.
     """
+    max_batch_tokens = max_batch_tokens or BATCH_TOKENS_PER_TEXT * batch_size
     batches, start = [], 0
     while start < len(tokens):
         longest = max(1, min(int(tokens[start]), max_length))
@@ -146,7 +151,7 @@ class Encoder:
         self.backend = backend
         self.batch_size = batch_size
         self.chunk_size = chunk_size
-        self.max_batch_tokens = max_batch_tokens or batch_size * 64  # see capped_batches
+        self.max_batch_tokens = max_batch_tokens  # None: capped_batches' default
         self.progress = progress
         if cache is False:
             self.cache = None
@@ -332,8 +337,8 @@ class Encoder:
             vectors = torch.cat([self.model.encode(texts[batch], batch_size=self.batch_size,
                                                    show_progress_bar=False, convert_to_numpy=False,
                                                    convert_to_tensor=True, normalize_embeddings=False)
-                                 for batch in capped_batches(tokens, self.batch_size, self.max_batch_tokens,
-                                                             self.max_length)]).float()
+                                 for batch in capped_batches(tokens, self.batch_size, self.max_length,
+                                                             self.max_batch_tokens)]).float()
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)

@@ -250,7 +250,7 @@ class OnnxEmbedder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         vectors = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
-        for batch in capped_batches(lengths[order], batch_size, max_batch_tokens or batch_size * 64, self.max_length):
+        for batch in capped_batches(lengths[order], batch_size, self.max_length, max_batch_tokens):
             batch = order[batch]
             feed, mask = self._inputs([encodings[i] for i in batch], lengths[batch])
             hidden = self.session.run([OUTPUT], feed)[0]
