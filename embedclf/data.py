@@ -18,9 +18,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from embedclf.errors import EmbedclfError
+from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, TASK_KINDS
 
-MULTICLASS, MULTILABEL, MULTIOUTPUT = "multiclass", "multilabel", "multioutput"
-TASK_KINDS = (MULTICLASS, MULTILABEL, MULTIOUTPUT)
 _COMPRESSIONS = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".jsonl": "jsonl",
             ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}

@@ -22,8 +22,7 @@ import numpy as np
 from sklearn import metrics
 from sklearn.exceptions import UndefinedMetricWarning
 
-from embedclf.data import MULTICLASS, MULTILABEL, MULTIOUTPUT
-from embedclf.labels import LabelSpace
+from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, LabelSpace
 
 # Headline metrics per target kind, in the order they are printed and compared.
 HEADLINE = {

@@ -24,11 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from embedclf.data import MULTICLASS, DataOptions, Dataset
+from embedclf.data import DataOptions, Dataset
 from embedclf.encode.models import DEFAULT_MODEL, resolve_device, resolve_model
 from embedclf.errors import EmbedclfError
-from embedclf.heads.base import block_probabilities, iter_blocks
-from embedclf.labels import LabelSpace, block_decisions
+from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, block_probabilities, iter_blocks
 
 CHECKPOINT = "checkpoint.pt"
 

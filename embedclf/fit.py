@@ -12,8 +12,8 @@ from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
 from embedclf.postprocess.thresholds import OBJECTIVES
-from embedclf.labels import LabelSpace
-from embedclf.model import TextClassifier, labelled_matrix
+from embedclf.labels import LabelSpace, labelled_matrix
+from embedclf.model import TextClassifier
 
 
 def validation_split(Y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

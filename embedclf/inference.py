@@ -7,7 +7,8 @@ from typing import Callable
 import numpy as np
 
 from embedclf.data import Dataset
-from embedclf.model import TextClassifier, labelled_matrix_and_unseen
+from embedclf.labels import labelled_matrix_and_unseen
+from embedclf.model import TextClassifier
 
 
 def predictions_frame(classifier: TextClassifier, dataset: Dataset, Y: np.ndarray, scores: np.ndarray,

@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from embedclf.data import MULTICLASS, MULTILABEL, MULTIOUTPUT, Dataset
 from embedclf.errors import EmbedclfError
+
+if TYPE_CHECKING:
+    from embedclf.data import Dataset
+
+MULTICLASS, MULTILABEL, MULTIOUTPUT = "multiclass", "multilabel", "multioutput"
+TASK_KINDS = (MULTICLASS, MULTILABEL, MULTIOUTPUT)
 
 
 @dataclass
@@ -40,7 +46,7 @@ class LabelSpace:
         self._index = [{c: i for i, c in enumerate(t.classes)} for t in self.targets]
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset) -> "LabelSpace":
+    def from_dataset(cls, dataset: "Dataset") -> "LabelSpace":
         """Classes seen in ``dataset`` (in --label-names order when given, else sorted)."""
         if not dataset.targets:
             raise EmbedclfError(f"{dataset.path}: no labels; give --label-col")
@@ -93,7 +99,7 @@ class LabelSpace:
             return list(self.targets[0].classes)
         return [f"{t.name}={c}" for t in self.targets for c in t.classes]
 
-    def encode(self, dataset: Dataset) -> tuple[np.ndarray, dict[str, Counter]]:
+    def encode(self, dataset: "Dataset") -> tuple[np.ndarray, dict[str, Counter]]:
         """The indicator matrix of ``dataset``'s labels, and labels unknown to this space per target."""
         if [t.name for t in dataset.targets] != [t.name for t in self.targets]:
             raise EmbedclfError(f"{dataset.path}: label columns {[t.name for t in dataset.targets]} do not match "
@@ -152,3 +158,53 @@ def check_layout(layout) -> tuple[tuple[str, int], ...]:
         if kind not in (MULTICLASS, MULTILABEL) or size < 1:
             raise ValueError(f"bad layout block {(kind, size)}")
     return layout
+
+def to_blocks(y, layout=None):
+    """Return ``(Y, layout, classes)``: the 0/1 block matrix, its layout, and classes for 1-D ``y``."""
+    y = np.asarray(y)
+    if y.ndim == 1:
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        Y = np.zeros((len(y), len(classes)), dtype=np.int8)
+        Y[np.arange(len(y)), codes] = 1
+        return Y, ((MULTICLASS, len(classes)),), classes
+    if layout is None:
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError("a 2-D y must be a 0/1 indicator matrix, or pass layout=")
+        layout = ((MULTILABEL, y.shape[1]),)
+    layout = check_layout(layout)
+    if sum(size for _, size in layout) != y.shape[1]:
+        raise ValueError(f"layout covers {sum(s for _, s in layout)} columns, y has {y.shape[1]}")
+    return y.astype(np.int8, copy=False), layout, None
+
+def iter_blocks(layout):
+    start = 0
+    for kind, size in layout:
+        yield kind, slice(start, start + size)
+        start += size
+
+def block_probabilities(logits: np.ndarray, layout) -> np.ndarray:
+    """Logits to probabilities per block: softmax over a one-hot block, sigmoid per multi-label column."""
+    from scipy.special import expit, softmax
+
+    out = np.empty_like(logits)
+    for kind, block in iter_blocks(layout):
+        out[:, block] = softmax(logits[:, block], axis=1) if kind == MULTICLASS else expit(logits[:, block])
+    return out
+
+
+def labelled_matrix(space: LabelSpace, dataset: "Dataset", say=None) -> np.ndarray:
+    """``dataset``'s labels in ``space``, reporting labels the model has never seen."""
+    return labelled_matrix_and_unseen(space, dataset, say)[0]
+
+
+def labelled_matrix_and_unseen(space: LabelSpace, dataset: "Dataset", say=None):
+    """``(Y, unseen)``: as :func:`labelled_matrix`, with the unseen labels' counts per target."""
+    Y, unseen = space.encode(dataset)
+    if unseen and say is not None:
+        for target, counter in unseen.items():
+            shown = ", ".join(f"{label} ({n})" for label, n in counter.most_common(8))
+            more = f" and {len(counter) - 8} more" if len(counter) > 8 else ""
+            say(f"{dataset.path}: {sum(counter.values()):,} labels of {target!r} unseen at fit time: {shown}{more}")
+    return Y, unseen

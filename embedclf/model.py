@@ -233,19 +233,3 @@ def _jsonable(value):
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
-
-
-def labelled_matrix(space: LabelSpace, dataset: Dataset, say=None) -> np.ndarray:
-    """``dataset``'s labels in ``space``, reporting labels the model has never seen."""
-    return labelled_matrix_and_unseen(space, dataset, say)[0]
-
-
-def labelled_matrix_and_unseen(space: LabelSpace, dataset: Dataset, say=None):
-    """``(Y, unseen)``: as :func:`labelled_matrix`, with the unseen labels' counts per target."""
-    Y, unseen = space.encode(dataset)
-    if unseen and say is not None:
-        for target, counter in unseen.items():
-            shown = ", ".join(f"{label} ({n})" for label, n in counter.most_common(8))
-            more = f" and {len(counter) - 8} more" if len(counter) > 8 else ""
-            say(f"{dataset.path}: {sum(counter.values()):,} labels of {target!r} unseen at fit time: {shown}{more}")
-    return Y, unseen

@@ -13,45 +13,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from embedclf.data import MULTICLASS, MULTILABEL
-from embedclf.labels import block_decisions, check_layout
+from embedclf.labels import block_decisions, to_blocks
 
 
-def to_blocks(y, layout=None):
-    """Return ``(Y, layout, classes)``: the 0/1 block matrix, its layout, and classes for 1-D ``y``."""
-    y = np.asarray(y)
-    if y.ndim == 1:
-        classes, codes = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError("a classifier needs at least two classes")
-        Y = np.zeros((len(y), len(classes)), dtype=np.int8)
-        Y[np.arange(len(y)), codes] = 1
-        return Y, ((MULTICLASS, len(classes)),), classes
-    if layout is None:
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError("a 2-D y must be a 0/1 indicator matrix, or pass layout=")
-        layout = ((MULTILABEL, y.shape[1]),)
-    layout = check_layout(layout)
-    if sum(size for _, size in layout) != y.shape[1]:
-        raise ValueError(f"layout covers {sum(s for _, s in layout)} columns, y has {y.shape[1]}")
-    return y.astype(np.int8, copy=False), layout, None
 
-
-def iter_blocks(layout):
-    start = 0
-    for kind, size in layout:
-        yield kind, slice(start, start + size)
-        start += size
-
-
-def block_probabilities(logits: np.ndarray, layout) -> np.ndarray:
-    """Logits to probabilities per block: softmax over a one-hot block, sigmoid per multi-label column."""
-    from scipy.special import expit, softmax
-
-    out = np.empty_like(logits)
-    for kind, block in iter_blocks(layout):
-        out[:, block] = softmax(logits[:, block], axis=1) if kind == MULTICLASS else expit(logits[:, block])
-    return out
 
 
 def fill_class_proba(out: np.ndarray, block: slice, estimator, X) -> None:

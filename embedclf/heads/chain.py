@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import ClassifierChain
 from sklearn.svm import LinearSVC
 
-from embedclf.data import MULTICLASS
-from embedclf.heads.base import BlockHead, fill_class_proba, iter_blocks, single_class_columns
+from embedclf.heads.base import BlockHead, fill_class_proba, single_class_columns
+from embedclf.labels import MULTICLASS, iter_blocks
 
 ORDERS = ("random", "frequency", "cooccurrence")
 BASES = ("logreg", "svm")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-from embedclf.data import MULTICLASS
-from embedclf.heads.base import BlockHead, block_probabilities, iter_blocks
+from embedclf.heads.base import BlockHead
+from embedclf.labels import MULTICLASS, block_probabilities, iter_blocks
 
 LOSSES = ("bce", "focal")
 MIN_ROWS_TO_HOLD_OUT = 20  # below this a held-out set is too small to judge epochs by

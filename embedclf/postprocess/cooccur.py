@@ -408,7 +408,7 @@ def _write(path: str | Path, data: bytes) -> None:
 
 def _rule_blocks(rules: CooccurrenceRules, space) -> list[tuple[slice, CooccurrenceRules]]:
     """The multi-label targets of ``space`` that share labels with ``rules``, each with the rules aligned to it."""
-    from embedclf.data import MULTILABEL
+    from embedclf.labels import MULTILABEL
 
     blocks = []
     for target, block in zip(space.targets, space.slices):
@@ -435,7 +435,7 @@ def apply_rules(rules: CooccurrenceRules, Y: np.ndarray, space) -> tuple[np.ndar
 
 def _multilabel_target(space, target: str | None, source):
     """The first multi-label target of ``space`` (or the one named ``target``) and its columns."""
-    from embedclf.data import MULTILABEL
+    from embedclf.labels import MULTILABEL
 
     for candidate, block in zip(space.targets, space.slices):
         if candidate.kind == MULTILABEL and (target is None or candidate.name == target):
@@ -462,7 +462,7 @@ def tune_rule_threshold(train, classifier, valid, min_support: int = 5, target: 
     When no threshold beats applying no rules, the rule set returned is empty.
     """
     from embedclf.labels import LabelSpace
-    from embedclf.model import labelled_matrix
+    from embedclf.labels import labelled_matrix
 
     train_space = LabelSpace.from_dataset(train)
     chosen, train_block = _multilabel_target(train_space, target, train.path)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedclf.data import MULTILABEL
-from embedclf.heads.base import iter_blocks
+from embedclf.labels import MULTILABEL, iter_blocks
 
 GRID = np.round(np.arange(0.02, 0.96, 0.01), 2)
 OBJECTIVES = ("macro", "micro")
