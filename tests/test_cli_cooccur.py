@@ -79,6 +79,7 @@ def test_threshold_auto_prints_the_curve(tiny_model, tmp_path):
     chosen = json.loads((tmp_path / "rules.json").read_text())
     best = max(lines, key=lambda line: (float(line[2]), 2.0 if line[0] == "none" else float(line[0])))
     assert len(chosen["rules"]) == int(best[1])
+    assert chosen["min_support"] == 5 <= chosen["n_rows"] == 1500  # never a support beyond the rows
 
 
 def test_rules_for_other_labels_and_bad_thresholds_are_refused(tiny_model, tmp_path):
@@ -96,6 +97,13 @@ def test_rules_for_other_labels_and_bad_thresholds_are_refused(tiny_model, tmp_p
     bad = run("cooccur", train, "--text-col", "text", "--label-col", "labels", "--threshold", "high", "--out",
               tmp_path / "r.json")
     assert bad.returncode == 2 and "--threshold must be a number" in bad.stderr
+    for value in ("1.5", "0", "nan"):
+        outside = run("cooccur", train, "--text-col", "text", "--label-col", "labels", "--threshold", value,
+                      "--out", tmp_path / "r.json")
+        errors = [line for line in outside.stderr.splitlines() if line.startswith("embedclf: error:")]
+        assert outside.returncode == 2 and "Traceback" not in outside.stderr, outside.stderr
+        assert len(errors) == 1 and "threshold must be in (0, 1]" in errors[0]
+    assert not (tmp_path / "r.json").exists()
     auto = run("cooccur", train, "--text-col", "text", "--label-col", "labels", "--threshold", "auto", "--out",
                tmp_path / "r.json")
     assert auto.returncode == 2 and "needs --valid FILE and --model-dir" in auto.stderr

@@ -9,8 +9,11 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import f1_score
 
+from embedclf.data import Dataset, Target
 from embedclf.errors import EmbedclfError
-from embedclf.postprocess.cooccur import CooccurrenceRules, select_threshold
+from embedclf.labels import MULTILABEL, LabelSpace, TargetSpace
+from embedclf.postprocess.cooccur import (CooccurrenceRules, RuleSettings, learn_rules, select_threshold,
+                                          tune_rule_threshold)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -205,3 +208,90 @@ def test_reuters_grain_rules():
     Y = matrix([[index[label] for label in row] for row in labels], len(names))
     found = pairs(CooccurrenceRules(threshold=0.9, min_support=5).fit(Y, names))
     assert {("corn", "grain"), ("wheat", "grain")} <= found
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, -0.5, 1.5, float("nan"), float("inf"), float("-inf"), True, "0.5", None])
+def test_thresholds_outside_0_1_are_refused_in_one_line(threshold):
+    with pytest.raises(EmbedclfError, match=r"^co-occurrence threshold must be in \(0, 1\], got [^\n]+$"):
+        RuleSettings(threshold, 5)
+    with pytest.raises(EmbedclfError, match=r"threshold must be in \(0, 1\]"):
+        CooccurrenceRules(threshold, 5).fit(CHAIN, ["A", "B", "C"])
+    with pytest.raises(EmbedclfError, match=r"threshold must be in \(0, 1\]"):
+        select_threshold(CHAIN, ["A", "B", "C"], CHAIN, CHAIN, grid=(0.5, threshold))
+
+
+@pytest.mark.parametrize("min_support", [0, -1, 2.5, True])
+def test_bad_min_support_is_refused(min_support):
+    with pytest.raises(EmbedclfError, match="min support must be a whole number >= 1"):
+        RuleSettings(0.9, min_support)
+
+
+def test_settings_are_frozen_and_accept_the_edges():
+    settings = RuleSettings(1.0, 1)
+    assert (settings.threshold, settings.min_support) == (1.0, 1)
+    assert RuleSettings(np.float32(0.5), np.int64(3)).min_support == 3
+    with pytest.raises(AttributeError):
+        settings.threshold = 2.0
+
+
+def labelled(path, label_rows):
+    return Dataset(path, [f"text {i}" for i in range(len(label_rows))], np.arange(len(label_rows)),
+                   [Target("labels", MULTILABEL, [list(r) for r in label_rows])], n_rows=len(label_rows))
+
+
+def test_learn_rules_refuses_a_bad_threshold_before_counting():
+    dataset = labelled("train.csv", [["A", "B"]] * 6)
+    with pytest.raises(EmbedclfError, match=r"threshold must be in \(0, 1\], got 1.5"):
+        learn_rules(dataset, 1.5, 5)
+    assert pairs(learn_rules(dataset, 1.0, 5)) == {("A", "B"), ("B", "A")}
+
+
+class FixedClassifier:
+    """A stand-in for a fitted model over labels A, B, C whose decisions are given up front."""
+
+    def __init__(self, decisions):
+        self.space = LabelSpace([TargetSpace("labels", MULTILABEL, ["A", "B", "C"])])
+        self.decisions = np.asarray(decisions, dtype=np.int8)
+
+    def embed(self, texts):
+        return np.zeros((len(texts), 1))
+
+    def scores(self, X):
+        return self.decisions.astype(np.float32)
+
+    def decide(self, scores, *, rules=True):
+        return (scores > 0.5).astype(np.int8), None
+
+
+# Training: A always comes with B (and B mostly with A); the validation truth never pairs them.
+TRAIN_ROWS = [["A", "B"]] * 12 + [["B"]] * 2 + [["C"]] * 6
+
+
+def test_auto_threshold_with_no_helpful_rule_reports_no_support_beyond_the_rows(tmp_path):
+    valid = labelled("valid.csv", [["A"]] * 4 + [["C"]] * 4)
+    classifier = FixedClassifier([[1, 0, 0]] * 4 + [[0, 0, 1]] * 4)  # already perfect: any rule hurts
+    rules, curve = tune_rule_threshold(labelled("train.csv", TRAIN_ROWS), classifier, valid, min_support=5)
+    assert curve[0]["micro_f1"] == 1.0 and all(p["micro_f1"] < 1.0 for p in curve[1:] if p["n_rules"])
+    assert rules.rules_ == [] and rules.n_rows_ == len(TRAIN_ROWS)
+    assert rules.min_support == 5 <= rules.n_rows_ and rules.threshold == 1.0
+    assert rules.summary().startswith("no co-occurrence rules: none of thresholds 0.5 to 1")
+    assert str(len(TRAIN_ROWS) + 1) not in rules.summary()
+    rules.save(tmp_path / "rules.json")
+    document = json.loads((tmp_path / "rules.json").read_text())
+    assert document["min_support"] <= document["n_rows"] == len(TRAIN_ROWS) and document["rules"] == []
+    loaded = CooccurrenceRules.load(tmp_path / "rules.json")
+    assert loaded.note_ == rules.note_ and loaded.summary() == rules.summary()
+    assert np.array_equal(loaded.apply(np.eye(3))[0], np.eye(3))
+    rules.plot(tmp_path / "rules.png")
+    assert (tmp_path / "rules.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_auto_threshold_keeps_the_rules_that_help():
+    valid = labelled("valid.csv", [["A", "B"]] * 4 + [["C"]] * 4)
+    classifier = FixedClassifier([[1, 0, 0]] * 4 + [[0, 0, 1]] * 4)  # misses B, which A -> B restores
+    rules, curve = tune_rule_threshold(labelled("train.csv", TRAIN_ROWS), classifier, valid, min_support=5)
+    assert ("A", "B") in pairs(rules) and rules.note_ is None
+    assert rules.threshold == max(p["threshold"] for p in curve[1:] if p["micro_f1"] == 1.0)
+    assert rules.min_support == 5 and "support >= 5" in rules.summary()
+    with pytest.raises(EmbedclfError, match=r"threshold must be in \(0, 1\]"):
+        tune_rule_threshold(labelled("train.csv", TRAIN_ROWS), classifier, valid, grid=(0.5, 2.0))
