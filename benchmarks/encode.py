@@ -278,7 +278,7 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, library: str = "torc
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
-        from embedclf.encode.onnx import session_options
+        from embedclf.encode.backends.onnx import session_options
 
         tensor = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [size, size])  # noqa: E731
         graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "matmul", [tensor("A"), tensor("B")],
@@ -375,7 +375,7 @@ def embedclf_batches(texts: list[str], tokens: np.ndarray, capped: np.ndarray) -
     re-sort them)."""
     import numpy as np
 
-    from embedclf.encode.encoder import capped_batches
+    from embedclf.encode.batching import capped_batches
 
     unique = first_occurrences(texts)
     order = unique[np.argsort(-tokens[unique], kind="stable")]

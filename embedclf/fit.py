@@ -1,9 +1,15 @@
-"""Fitting a head on a labelled data set: encode through the cache, split, fit, tune, score validation."""
+"""Fitting a head on a labelled data set: split, encode through the cache, fit, tune, score validation.
+
+The classifier is a scikit-learn ``Pipeline`` (``TextEncoder`` → head) and fitting it is
+``pipeline.fit(texts, Y, head__layout=..., head__validation=...)``; what this module adds is the
+label space, the validation data and the decision rule around it.
+"""
 
 from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -11,9 +17,42 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
-from embedclf.postprocess.thresholds import OBJECTIVES
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
+from embedclf.postprocess.thresholds import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How to validate and decide, shared by ``fit`` and ``finetune``; validated once, here.
+
+    ``valid_split`` holds out a stratified fraction of the training data (when no validation file is
+    given); ``threshold`` is the multi-label decision threshold, or the default the tuning starts
+    from; ``tune_thresholds`` tunes them on validation data for ``tune_for`` (macro: one per label,
+    micro: one per target); ``at_least_one`` gives a row with no label its top label.
+    """
+
+    valid_split: float | None = None
+    threshold: float = 0.5
+    tune_thresholds: bool = False
+    tune_for: str = "macro"
+    at_least_one: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
+        if self.valid_split is not None and not 0 < self.valid_split < 1:
+            raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
+        if not 0 < self.threshold < 1:
+            raise EmbedclfError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.tune_for not in OBJECTIVES:
+            raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {self.tune_for!r}")
+
+    def check_validation(self, valid: Dataset | None) -> None:
+        if valid is not None and self.valid_split:
+            raise EmbedclfError("give either --valid or --valid-split, not both")
+        if self.tune_thresholds and valid is None and not self.valid_split:
+            raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
 
 
 def validation_split(Y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,12 +75,8 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
                     tune_for: str = "macro"):
     """``(space, texts, Y, valid_texts, Y_valid)``: the label space learnt from ``train`` and the texts
     and labels to train and validate on (``valid``, a stratified ``valid_split`` of train, or none)."""
-    if valid is not None and valid_split:
-        raise EmbedclfError("give either --valid or --valid-split, not both")
-    if tune_thresholds and valid is None and not valid_split:
-        raise EmbedclfError("--tune-thresholds needs validation data: --valid FILE or --valid-split 0.1")
-    if tune_for not in OBJECTIVES:
-        raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {tune_for!r}")
+    settings = FitSettings(valid_split=valid_split, tune_thresholds=tune_thresholds, tune_for=tune_for, seed=seed)
+    settings.check_validation(valid)
     space = LabelSpace.from_dataset(train)
     Y = labelled_matrix(space, train, say)
     texts = list(train.texts)
@@ -53,44 +88,45 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
     return space, texts, Y, None, None
 
 
-def fit_classifier(train: Dataset, head, encoder: Encoder, *, data_options: DataOptions | None = None,
-                   valid: Dataset | None = None, valid_split: float | None = None, threshold: float = 0.5,
-                   tune_thresholds: bool = False, tune_for: str = "macro", at_least_one: bool = False, seed: int = 0,
-                   rules=None, say: Callable[[str], None] | None = None) -> TextClassifier:
+def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings | None = None, *,
+                   data_options: DataOptions | None = None, valid: Dataset | None = None, rules=None,
+                   say: Callable[[str], None] | None = None, **fields) -> TextClassifier:
     """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
 
-    Validation data (``valid``, or a stratified ``valid_split`` of train) drives MLP early stopping
-    and per-label threshold tuning, and its metrics are stored with the model. ``rules``
+    ``settings`` (or its fields as keywords: ``valid_split=0.1, tune_thresholds=True``) say how to
+    validate and decide. Validation data (``valid``, or a stratified ``valid_split`` of train) drives
+    MLP early stopping and threshold tuning, and its metrics are stored with the model. ``rules``
     (co-occurrence rules) are stored with the model and applied to every prediction.
     """
+    settings = settings or FitSettings(**fields)
     say = say or (lambda message: None)
-    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds, seed, say,
-                                                            tune_for)
-    X = encoder.encode(texts)
-    say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
-    X_valid = None
-    if valid_texts is not None:
-        X_valid = encoder.encode(valid_texts)
-        say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
-
-    fit_params = {"layout": space.layout}
-    if X_valid is not None and "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
-        fit_params["validation"] = (X_valid, Y_valid)
-    start = time.perf_counter()
-    head.fit(X, Y, **fit_params)
-    fit_seconds = time.perf_counter() - start
-    say(f"fitted {type(head).__name__} on {len(X):,} x {X.shape[1]} in {fit_seconds:.1f}s")
-
+    space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, settings.valid_split,
+                                                            settings.tune_thresholds, settings.seed, say,
+                                                            settings.tune_for)
     if rules is not None:
         from embedclf.postprocess.cooccur import check_rules_fit
 
         check_rules_fit(rules, space, rules.source_)
-    classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=threshold,
-                                at_least_one=at_least_one, rules=rules,
-                                info={"train_rows": len(X), "fit_seconds": round(fit_seconds, 3),
-                                      "train_file": train.path})
+    classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
+                                at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path})
+    fit_params = {"head__layout": space.layout}
+    X_valid = None
+    if valid_texts is not None:
+        X_valid = classifier.embed(valid_texts)
+        say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
+        if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
+            fit_params["head__validation"] = (X_valid, Y_valid)
+    start = time.perf_counter()
+    classifier.pipeline.fit(texts, Y, **fit_params)
+    seconds = time.perf_counter() - start
+    encoded = encoder.last_report
+    say(f"train embeddings: {encoded.summary(encoder.max_length)}")
+    fit_seconds = seconds - encoded.seconds
+    say(f"fitted {type(head).__name__} on {len(texts):,} x {head.n_features_in_} in {fit_seconds:.1f}s")
+    classifier.info |= {"train_rows": len(texts), "fit_seconds": round(fit_seconds, 3)}
     if X_valid is not None:
-        score_validation(classifier, Y_valid, classifier.scores(X_valid), tune_thresholds, threshold, tune_for)
+        score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
+                         settings.threshold, settings.tune_for)
     return classifier
 
 

@@ -28,7 +28,7 @@ def test_second_call_encodes_nothing_and_returns_same_matrix(tiny_model, cache_d
     second = make(tiny_model, cache_dir)
     X2 = second.encode(texts)
     assert second.last_report.encoded == 0 and second.last_report.cached == second.last_report.unique
-    assert second._model is None, "a fully cached run must not load the model"
+    assert second._embedder is None, "a fully cached run must not load the model"
     np.testing.assert_array_equal(X1, X2)
 
 
@@ -184,7 +184,7 @@ def test_cache_info_and_clear(tiny_model, cache_dir):
 
 
 def test_batches_of_long_texts_are_capped_by_padded_tokens():
-    from embedclf.encode.encoder import capped_batches
+    from embedclf.encode.batching import capped_batches
 
     tokens = np.array([300, 120, 100, 64, 64, 64] + [20] * 70)  # sorted longest first, as the Encoder does
     batches = capped_batches(tokens, batch_size=32, max_length=256)  # default: 64 x 32 = 2,048 tokens

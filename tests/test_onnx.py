@@ -15,7 +15,7 @@ import pytest
 from embedclf.encode.cache import EmbeddingCache
 from embedclf.encode.encoder import Encoder
 from embedclf.encode.fidelity import check_fidelity, cosines
-from embedclf.encode.onnx import INT8_RECIPE, MODEL_FILE, export_dir
+from embedclf.encode.backends.onnx import INT8_RECIPE, MODEL_FILE, export_dir
 from embedclf.errors import EmbedclfError
 from tests.conftest import sample_texts, shared_file
 
@@ -71,7 +71,7 @@ def test_int8_is_close_and_never_mixes_with_other_spaces(tiny_model, cache_dir):
         assert other.last_report.cached == 0 and other.last_report.encoded == other.last_report.unique
     again = onnx(tiny_model, cache_dir, "int8")
     np.testing.assert_array_equal(again.encode(TEXTS), X8)
-    assert again.last_report.encoded == 0 and again._model is None
+    assert again.last_report.encoded == 0 and again._embedder is None
     configs = {(s.config["backend"], s.config["precision"]) for s in EmbeddingCache(cache_dir).spaces()}
     assert configs == {("onnx", "int8"), ("onnx", "fp32"), ("torch", "fp32")}
 
@@ -95,7 +95,7 @@ def test_int8_quantises_the_matmuls_but_keeps_down_projections_fp32(tiny_model, 
 
 
 def test_export_is_written_once_and_reused(tiny_model, cache_dir, monkeypatch):
-    import embedclf.encode.onnx as backend
+    import embedclf.encode.backends.onnx as backend
 
     first = onnx(tiny_model, cache_dir, "int8")
     first.encode(TEXTS[:5])
@@ -122,7 +122,7 @@ def test_concurrent_first_uses_export_once(tiny_model, cache_dir, monkeypatch):
     import threading
     import time
 
-    import embedclf.encode.onnx as backend
+    import embedclf.encode.backends.onnx as backend
 
     calls = []
 
@@ -157,13 +157,13 @@ def test_onnx_run_with_an_export_needs_neither_torch_nor_transformers(tiny_model
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(backend="onnx", precision="fp16"), "precision fp16 is not available with the onnx backend; expected auto, "
+    (dict(backend="onnx", precision="fp16"), "precision fp16 is not available with the onnx backend; expected one of: auto, "
                                              "fp32, int8"),
     (dict(backend="onnx", precision="bf16"), "precision bf16 is not available with the onnx backend"),
-    (dict(backend="torch", precision="int8"), "precision int8 is not available with the torch backend; expected "
+    (dict(backend="torch", precision="int8"), "precision int8 is not available with the torch backend; expected one of: "
                                               "auto, fp32, fp16, bf16"),
-    (dict(precision="fp8"), "unknown precision 'fp8'"),
-    (dict(backend="tensorflow"), "unknown backend 'tensorflow'; expected torch or onnx"),
+    (dict(precision="fp8"), "--precision 'fp8' is unknown"),
+    (dict(backend="tensorflow"), "--backend 'tensorflow' is not one of: torch, onnx"),
     (dict(backend="onnx", device="cuda"), "the onnx backend runs on the CPU"),
 ])
 def test_invalid_backend_precision_device_combinations(tiny_model, settings, message):

@@ -51,7 +51,13 @@ def shard_dtype(dim: int) -> np.dtype:
 
 
 def space_id(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    """The id of a cache space: a hash of what makes its vectors (``EncoderSettings.cache_key``).
+
+    The model's name is left out: the fingerprint says what the model is, so the same files named
+    ``all-MiniLM-L6-v2``, ``sentence-transformers/all-MiniLM-L6-v2`` or ``./models/minilm`` share a space.
+    """
+    key = {k: v for k, v in config.items() if k != "model"}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class CacheSpace:

@@ -1,7 +1,7 @@
-"""Finding a model's files, fingerprinting them, and loading them as a SentenceTransformer.
+"""Finding a model's files and fingerprinting them.
 
-Everything here except ``load_sentence_transformer`` reads files only, so a run whose texts are all
-cached never imports torch or transformers.
+Everything here reads files only (``resolve_device`` alone imports torch), so a run whose texts are
+all cached never imports torch or transformers; loading is the backends' job (``encode/backends``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from embedclf.errors import EmbedclfError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-POOLING_MODES = ("mean", "cls", "max")
+POOLING_MODES = ("mean", "cls", "max")  # embedclf's own choices; settings.Pooling lists them too
 # Files that change what a model computes. Pooling and normalisation are embedclf's own options
 # and enter the cache key separately, so an ST model's module configs are not hashed here.
 _FINGERPRINTED = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -32,6 +32,7 @@ class ModelRef:
     fingerprint: str  # sha256 over the weights and tokenizer files
     max_length: int  # the model's own maximum sequence length
     pooling: str  # the model's own pooling (mean, cls, max), used when the user does not choose
+    position_limit: int = 512  # the most tokens its position embeddings cover: no --max-length above it
 
     def describe(self) -> str:
         return f"{self.name} ({self.fingerprint[:12]})"
@@ -152,7 +153,12 @@ def _own_max_length(path: Path) -> int:
 def resolve_model(name: str = DEFAULT_MODEL, memo_file: Path | None = None) -> ModelRef:
     path = resolve_model_path(name)
     return ModelRef(name=name, path=path, fingerprint=fingerprint_model(path, memo_file),
-                    max_length=_own_max_length(path), pooling=_own_pooling(path))
+                    max_length=_own_max_length(path), pooling=_own_pooling(path), position_limit=_position_limit(path))
+
+
+def _position_limit(path: Path) -> int:
+    value = _read_json(path / "config.json").get("max_position_embeddings")
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else 512
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -165,33 +171,3 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EmbedclfError("--device cuda was asked for but torch sees no CUDA device")
     return device
-
-
-def load_sentence_transformer(ref: ModelRef, *, pooling: str, max_length: int, device: str, precision: str):
-    """Load ``ref`` as Transformer → Pooling(``pooling``); normalisation is applied at encode time."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-    import transformers
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-    try:
-        loaded = SentenceTransformer(str(ref.path), device="cpu", local_files_only=True)
-    except Exception as exc:
-        raise EmbedclfError(f"cannot load model {ref.name}: {' '.join(str(exc).split())[:300]}") from None
-    transformer = next((m for m in loaded if isinstance(m, Transformer)), None)
-    if transformer is None:
-        raise EmbedclfError(f"{ref.name}: no transformer module; embedclf encodes with BERT-family models")
-    dimension = transformer.get_embedding_dimension() if hasattr(transformer, "get_embedding_dimension") \
-        else transformer.get_word_embedding_dimension()
-    model = SentenceTransformer(modules=[transformer, Pooling(dimension, pooling_mode=pooling)], device=device)
-    model.max_seq_length = max_length
-    if precision == "fp16":
-        model.half()
-    elif precision == "bf16":
-        model.to(torch.bfloat16)
-    model.eval()
-    return model

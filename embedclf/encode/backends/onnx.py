@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedclf.encode.batching import capped_batches
 from embedclf.encode.models import ModelRef
 from embedclf.errors import EmbedclfError, missing_extra
 
@@ -83,9 +84,11 @@ def _export(ref: ModelRef, target: Path) -> None:
     require("onnx")  # the TorchScript exporter serialises through it
     import torch
 
-    from embedclf.encode.models import load_sentence_transformer
+    from embedclf.encode.backends.torch import load_sentence_transformer
+    from embedclf.encode.settings import EncoderSettings
 
-    model = load_sentence_transformer(ref, pooling="mean", max_length=ref.max_length, device="cpu", precision="fp32")
+    fp32 = EncoderSettings(ref.name, ref=ref, pooling="mean", max_length=ref.max_length, device="cpu", precision="fp32")
+    model = load_sentence_transformer(fp32)
     transformer, tokenizer = model[0].auto_model, model[0].tokenizer
     accepted = inspect.signature(transformer.forward).parameters
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
@@ -209,15 +212,17 @@ def session_options(ort, threads: int | None = None):
 class OnnxEmbedder:
     """Texts to pooled embeddings with an ONNX export: the onnx backend's counterpart of the SentenceTransformer."""
 
-    def __init__(self, directory: str | Path, *, max_length: int, pooling: str):
+    def __init__(self, directory: str | Path, settings):
         ort = require("onnxruntime")
         from tokenizers import Tokenizer
 
         directory = Path(directory)
         self.directory = directory
         self.meta = json.loads((directory / META_FILE).read_text())
-        self.max_length = max_length
-        self.pooling = pooling
+        self.settings = settings
+        self.max_length = max_length = settings.max_length
+        self.pooling = settings.pooling
+        self.dimension = int(self.meta["dimension"])
         self.session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=session_options(ort),
                                             providers=["CPUExecutionProvider"])
         self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
@@ -227,35 +232,31 @@ class OnnxEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length, direction=self.meta.get("truncation_side", "right"))
 
-    def get_embedding_dimension(self) -> int:
-        return int(self.meta["dimension"])
-
     def token_counts(self, texts: list[str]) -> np.ndarray:
         """Tokens per text, special tokens included and before truncation."""
         return np.fromiter((len(e.ids) for e in self._counter.encode_batch(list(texts))), dtype=np.int64,
                            count=len(texts))
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, max_batch_tokens: int | None = None,
-               normalize: bool = True) -> np.ndarray:
-        """``(len(texts), dim)`` float32 in input order.
+    def encode(self, texts: list[str], tokens: np.ndarray | None = None) -> np.ndarray:
+        """``(len(texts), dim)`` float32 in input order (``tokens`` is the torch backend's; tokenising here
+        gives the truncated encodings, and their lengths).
 
         Batches of texts of similar length (sorted by tokens), each padded to its longest: ``batch_size``
         texts, fewer for long ones (``max_batch_tokens``, as the torch path: see ``capped_batches``).
         Filling batches up to a token budget instead (more short texts per batch) was measured and did
         not help on CPU: padding is already a few per cent, and larger batches ran slower.
         """
-        from embedclf.encode.encoder import capped_batches
-
+        s = self.settings
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
-        vectors = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
-        for batch in capped_batches(lengths[order], batch_size, self.max_length, max_batch_tokens):
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch in capped_batches(lengths[order], s.batch_size, self.max_length, s.batch_tokens):
             batch = order[batch]
             feed, mask = self._inputs([encodings[i] for i in batch], lengths[batch])
             hidden = self.session.run([OUTPUT], feed)[0]
             vectors[batch] = pool(hidden, mask, self.pooling)
-        return normalized(vectors) if normalize else vectors
+        return normalized(vectors) if s.normalize else vectors
 
     def _inputs(self, encodings, lengths: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """One batch right-padded to its longest text: the export's int64 inputs, and the attention mask."""
@@ -291,7 +292,7 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def load_onnx_embedder(ref: ModelRef, root: str | Path, *, precision: str, max_length: int,
-                       pooling: str) -> OnnxEmbedder:
+def load_onnx_embedder(settings, root: str | Path) -> OnnxEmbedder:
+    """The resolved ``settings``' export under ``root`` (made on first use), ready to encode."""
     require("onnxruntime")  # before an export that may take a while
-    return OnnxEmbedder(ensure_export(ref, root, precision), max_length=max_length, pooling=pooling)
+    return OnnxEmbedder(ensure_export(settings.ref, root, settings.precision), settings)

@@ -1,0 +1,36 @@
+"""The backends that run a model: one module each (``torch``, ``onnx``), one small interface.
+
+An embedder is built from resolved :class:`~embedclf.encode.settings.EncoderSettings` and offers
+``dimension``, ``token_counts(texts)`` and ``encode(texts, tokens)`` (texts sorted longest first,
+vectors normalised as the settings say). To add a backend: a module with such a class, a name in
+``settings.PRECISIONS``, and a branch in :func:`load_embedder`.
+
+Loaded embedders are kept (the last two), keyed by their settings: encoders that are clones of one
+another (a grid search's) load the model once between them.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+
+def load_embedder(settings, export_root: str | Path):
+    """The embedder of resolved ``settings``; ``export_root`` holds ONNX exports (the cache root)."""
+    return _load(settings, settings.fingerprint, str(export_root))
+
+
+@functools.lru_cache(maxsize=2)
+def _load(settings, fingerprint: str, export_root: str):
+    if settings.backend == "onnx":
+        from embedclf.encode.backends.onnx import load_onnx_embedder
+
+        return load_onnx_embedder(settings, export_root)
+    from embedclf.encode.backends.torch import TorchEmbedder
+
+    return TorchEmbedder(settings)
+
+
+def forget_loaded() -> None:
+    """Drop the kept embedders (their memory goes back once no encoder holds them)."""
+    _load.cache_clear()

@@ -1,0 +1,83 @@
+"""The torch backend: sentence-transformers' Transformer and Pooling modules, fp32, fp16 or bf16, CPU or CUDA."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from embedclf.encode.batching import capped_batches
+from embedclf.errors import EmbedclfError
+
+
+def load_sentence_transformer(settings, *, device: str | None = None, precision: str | None = None):
+    """Load resolved ``settings``' model as Transformer → Pooling; normalisation is applied at encode time.
+
+    The model's own Pooling module is replaced by one of ``settings.pooling``, so the pooling is the
+    one in the cache key whatever the folder says.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    ref = settings.ref
+    try:
+        loaded = SentenceTransformer(str(ref.path), device="cpu", local_files_only=True)
+    except Exception as exc:
+        raise EmbedclfError(f"cannot load model {ref.name}: {' '.join(str(exc).split())[:300]}") from None
+    transformer = next((m for m in loaded if isinstance(m, Transformer)), None)
+    if transformer is None:
+        raise EmbedclfError(f"{ref.name}: no transformer module; embedclf encodes with BERT-family models")
+    dimension = transformer.get_embedding_dimension() if hasattr(transformer, "get_embedding_dimension") \
+        else transformer.get_word_embedding_dimension()
+    model = SentenceTransformer(modules=[transformer, Pooling(dimension, pooling_mode=settings.pooling)],
+                                device=device or settings.device)
+    model.max_seq_length = settings.max_length
+    precision = precision or settings.precision
+    if precision == "fp16":
+        model.half()
+    elif precision == "bf16":
+        model.to(torch.bfloat16)
+    model.eval()
+    return model
+
+
+class TorchEmbedder:
+    """Sorted texts to vectors with a SentenceTransformer, one forward pass per capped batch."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.model = load_sentence_transformer(settings)
+        self.tokenizer = self.model.tokenizer
+        self.dimension = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                             else self.model.get_sentence_embedding_dimension())
+
+    def token_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens per text, special tokens included and before truncation."""
+        counts = []
+        for start in range(0, len(texts), 4096):
+            encoded = self.tokenizer(list(texts[start:start + 4096]), add_special_tokens=True, truncation=False,
+                                     verbose=False)["input_ids"]
+            counts.extend(len(ids) for ids in encoded)
+        return np.asarray(counts, dtype=np.int64)
+
+    def encode(self, texts: list[str], tokens: np.ndarray) -> np.ndarray:
+        """Vectors of ``texts``, which arrive sorted longest first with their ``tokens``."""
+        import torch
+
+        s = self.settings
+        with torch.inference_mode():
+            # one call per batch: a single call would let sentence-transformers re-sort the texts by
+            # characters, which pads more than our token order (measured: +32% against +2%)
+            vectors = torch.cat([self.model.encode(texts[batch], batch_size=s.batch_size, show_progress_bar=False,
+                                                   convert_to_numpy=False, convert_to_tensor=True,
+                                                   normalize_embeddings=False)
+                                 for batch in capped_batches(tokens, s.batch_size, s.max_length, s.batch_tokens)]).float()
+            if s.normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,49 @@
+"""How texts are grouped into forward passes, and keeping memory flat between chunks: shared by every backend."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+
+BATCH_TOKENS_PER_TEXT = 64  # the default max_batch_tokens is this many per text of a full batch
+
+
+def capped_batches(tokens: Sequence[int], batch_size: int, max_length: int,
+                   max_batch_tokens: int | None = None) -> list[slice]:
+    """Batches over texts sorted longest first: ``batch_size`` texts, fewer where the batch's longest text
+    would make it more than ``max_batch_tokens`` padded tokens (default ``BATCH_TOKENS_PER_TEXT * batch_size``).
+
+    A batch's activations grow with texts x padded tokens (on the CPU, 32 x 256 tokens took ~230 MB more
+    than 32 x 32), so without the cap one long text in a corpus of short ones sets the peak memory.
+    """
+    max_batch_tokens = max_batch_tokens or BATCH_TOKENS_PER_TEXT * batch_size
+    batches, start = [], 0
+    while start < len(tokens):
+        longest = max(1, min(int(tokens[start]), max_length))
+        size = max(1, min(batch_size, max_batch_tokens // longest))
+        batches.append(slice(start, min(start + size, len(tokens))))
+        start += size
+    return batches
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the OS, where the C library is glibc; a no-op elsewhere.
+
+    Batches of varying lengths free and reallocate tensors of varying sizes, and glibc keeps what
+    is freed inside its heap: without this, RSS creeps up chunk after chunk (measured: +50 MB at
+    30k texts over 2k). One call per chunk costs about a millisecond.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
