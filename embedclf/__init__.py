@@ -11,6 +11,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Encoder": "embedclf.encode.encoder",
+    "EncoderSettings": "embedclf.encode.settings",
+    "TextEncoder": "embedclf.encode.text_encoder",
+    "TextClassifier": "embedclf.model",
+    "FitSettings": "embedclf.fit",
+    "fit_classifier": "embedclf.fit",
+    "make_head": "embedclf.heads",
     "EncodeReport": "embedclf.encode.encoder",
     "EmbeddingCache": "embedclf.encode.cache",
     "load_dataset": "embedclf.data",
