@@ -95,10 +95,10 @@ def rare_class_data(n, seed):
 def test_balanced_class_weight_raises_rare_class_recall(multilabel):
     X, y = rare_class_data(1000, seed=0)
     X_test, y_test = rare_class_data(2000, seed=1)
-    target = y[:, None] if multilabel else y
+    target, layout = (y[:, None], (("multilabel", 1),)) if multilabel else (y, None)
     recalls = []
     for class_weight in (None, "balanced"):
-        head = MLPHead(hidden=(16,), epochs=20, batch_size=64, class_weight=class_weight).fit(X, target)
+        head = MLPHead(hidden=(16,), epochs=20, batch_size=64, class_weight=class_weight).fit(X, target, layout=layout)
         predicted = head.predict(X_test)
         recalls.append(recall_score(y_test, predicted[:, 0] if multilabel else predicted))
     assert recalls[1] > recalls[0] + 0.2
@@ -164,6 +164,31 @@ def test_bad_params_fail_at_fit():
         MLPHead(loss="hinge").fit(X, codes)
     with pytest.raises(ValueError, match="class_weight"):
         MLPHead(class_weight="auto").fit(X, codes)
+    with pytest.raises(ValueError, match="hidden must be positive layer sizes"):
+        MLPHead(hidden=(8, 0)).fit(X, codes)
+
+
+def test_a_column_vector_y_is_one_target_of_classes():
+    """scikit-learn's convention: a (n, 1) y without a layout is 1-D y, with a warning."""
+    from sklearn.exceptions import DataConversionWarning
+
+    X, codes = blobs(100)
+    with pytest.warns(DataConversionWarning):
+        head = MLPHead(**FAST).fit(X, codes[:, None])
+    assert list(head.classes_) == [0, 1, 2] and head.predict(X).shape == (100,)
+
+
+def test_weighted_rows_and_weighted_early_stopping():
+    """Row weights reach the training loss and the held-out loss; their scale does not matter."""
+    X, Y = linear_labels(300)
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, size=300)
+    head = MLPHead(**FAST).fit(X, Y, sample_weight=weight)
+    assert len(head.validation_loss_curve_) == head.n_epochs_ and np.isfinite(head.loss_curve_).all()
+    scaled = MLPHead(**FAST).fit(X, Y, sample_weight=10 * weight)
+    np.testing.assert_allclose(scaled.predict_proba(X), head.predict_proba(X), atol=1e-5)
+    assert not np.allclose(MLPHead(**FAST).fit(X, Y).predict_proba(X), head.predict_proba(X), atol=1e-3)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        MLPHead(**FAST).fit(X, Y, sample_weight=np.zeros(300))
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "multi-output"])

@@ -4,19 +4,20 @@ A head is fitted on embeddings ``X`` and labels given either the scikit-learn wa
 classes, or a 0/1 multi-label indicator matrix) or as embedclf's block matrix with its ``layout``
 (one ``(kind, size)`` per target, see :mod:`embedclf.labels`), which also covers multi-output.
 ``predict_proba`` returns one probability column per label column; ``predict`` returns classes
-for 1-D input and a 0/1 matrix otherwise.
+for 1-D input and a 0/1 matrix (of the dtype ``y`` had) otherwise.
+
+``X`` is validated by scikit-learn (2-D, finite, dense, real) and used as float32, the precision
+embeddings come in. Rows whose ``sample_weight`` is 0 are dropped before fitting, as if absent.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from embedclf.labels import block_decisions, to_blocks
-
-
-
 
 
 def fill_class_proba(out: np.ndarray, block: slice, estimator, X) -> None:
@@ -31,32 +32,74 @@ def single_class_columns(Y: np.ndarray) -> np.ndarray:
     return (rate == 0) | (rate == 1)
 
 
-class BlockHead(ClassifierMixin, BaseEstimator):
-    """Base class: subclasses implement ``_fit_blocks(X, Y, **fit_params)`` and ``_predict_blocks(X)``."""
+def column_rates(Y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Each column's (weighted) rate: the probability of a label no estimator could learn."""
+    if sample_weight is None:
+        return Y.mean(axis=0).astype(np.float32)
+    return np.average(Y, axis=0, weights=sample_weight).astype(np.float32)
 
+
+def _targets(y, layout):
+    """``y`` checked as classification targets: a column vector becomes 1-D (with scikit-learn's
+    warning) unless a ``layout`` says it is a one-column block."""
+    y = np.asarray(y)
+    if layout is not None:
+        if y.ndim != 2 or not np.isin(y, (0, 1)).all():
+            raise ValueError("with layout=, y must be a 2-D 0/1 block matrix")
+        return y
+    check_classification_targets(y)  # continuous targets: "Unknown label type: continuous"
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    if y.ndim == 1 and len(np.unique(y)) < 2:
+        raise ValueError(f"y has only one class ({y[0]!r}); a classifier needs at least two")
+    return y
+
+
+class BlockHead(ClassifierMixin, BaseEstimator):
+    """Base class: subclasses implement ``_fit_blocks(X, Y, sample_weight, **fit_params)`` and
+    ``_predict_blocks(X)``, and set ``supports_sample_weight`` when they honour ``sample_weight``
+    (their ``fit`` then names it, so that scikit-learn sees it)."""
+
+    _parameter_constraints: dict = {}
+    supports_sample_weight = False
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, layout=None, **fit_params):
-        X = np.asarray(X, dtype=np.float32)
+        """Fit on ``X`` and ``y``: classes (1-D), a 0/1 indicator matrix, or a block matrix with its ``layout``."""
+        sample_weight = fit_params.pop("sample_weight", None)
+        if sample_weight is not None and not self.supports_sample_weight:
+            raise TypeError(f"{type(self).__name__} does not support sample_weight{self._no_weights_reason()}")
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            kept = sample_weight > 0
+            if not kept.all():
+                X, y, sample_weight = X[kept], np.asarray(y)[kept], sample_weight[kept]
+        y = _targets(y, layout)
         Y, self.layout_, self.classes_ = to_blocks(y, layout)
-        if len(X) != len(Y):
-            raise ValueError(f"X has {len(X)} rows, y has {len(Y)}")
-        self.n_features_in_ = X.shape[1]
-        self._fit_blocks(X, Y, **fit_params)
+        self.target_dtype_ = None if self.classes_ is not None else str(y.dtype)
+        self._fit_blocks(X, Y, sample_weight=sample_weight, **fit_params)
         return self
 
+    def _no_weights_reason(self) -> str:
+        return ""
+
     def predict_proba(self, X) -> np.ndarray:
+        """One probability per label column: each one-hot block sums to 1."""
         check_is_fitted(self, "layout_")
-        return self._predict_blocks(np.asarray(X, dtype=np.float32))
+        return self._predict_blocks(validate_data(self, X, reset=False, dtype=np.float32))
 
     def predict(self, X):
+        """Classes for a head fitted on 1-D ``y``; else a 0/1 matrix: argmax per one-hot block, 0.5 per label."""
         scores = self.predict_proba(X)
         if self.classes_ is not None:
             return self.classes_[scores.argmax(axis=1)]
-        return block_decisions(scores, self.layout_)
-
-    def _more_tags(self):
-        return {"multilabel": True}
+        # heads saved by embedclf 0.1.0 have no target_dtype_: they always answered int8
+        return block_decisions(scores, self.layout_).astype(getattr(self, "target_dtype_", None) or np.int8)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
+        tags.classifier_tags.multi_label = True  # a 0/1 indicator y; several targets go through layout=
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
         return tags

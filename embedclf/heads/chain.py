@@ -9,10 +9,13 @@ multi-output task get a plain base classifier.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import ClassifierChain
 from sklearn.svm import LinearSVC
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from embedclf.heads.base import BlockHead, fill_class_proba, single_class_columns
 from embedclf.labels import MULTICLASS, iter_blocks
@@ -41,7 +44,15 @@ def cooccurrence_order(Y: np.ndarray) -> np.ndarray:
 
 
 class ChainHead(BlockHead):
-    """Classifier chains (``base`` logreg or svm) over each multi-label block."""
+    """Classifier chains (``base`` logreg or svm) over each multi-label block.
+
+    ``sample_weight`` is not supported: scikit-learn's ``ClassifierChain`` passes it on to its
+    estimators only with metadata routing enabled, which would be saved with every fitted link.
+    """
+
+    _parameter_constraints = {"base": [StrOptions(set(BASES))], "order": [StrOptions(set(ORDERS))],
+                              "ensemble": [Interval(Integral, 1, None, closed="left")],
+                              "C": [Interval(Real, 0, None, closed="neither")], "random_state": ["random_state"]}
 
     def __init__(self, base="logreg", order="random", ensemble=1, C=1.0, random_state=0):
         self.base = base
@@ -50,26 +61,21 @@ class ChainHead(BlockHead):
         self.C = C
         self.random_state = random_state
 
+    def _no_weights_reason(self) -> str:
+        return ": ClassifierChain passes it to its links only under metadata routing"
+
     def _base(self):
-        if self.base == "logreg":
-            return LogisticRegression(C=self.C, max_iter=1000)
-        if self.base == "svm":
-            return LinearSVC(C=self.C)
-        raise ValueError(f"unknown chain base {self.base!r}; expected one of {BASES}")
+        return LogisticRegression(C=self.C, max_iter=1000) if self.base == "logreg" else LinearSVC(C=self.C)
 
     def _orders(self, Y, rng):
         first = {"random": None, "frequency": np.argsort(-Y.sum(axis=0), kind="stable"),
                  "cooccurrence": cooccurrence_order(Y) if Y.shape[1] > 1 else np.arange(Y.shape[1])}
-        if self.order not in first:
-            raise ValueError(f"unknown chain order {self.order!r}; expected one of {ORDERS}")
         orders = [first[self.order]]
         while len(orders) < self.ensemble:
             orders.append(None)
         return [rng.permutation(Y.shape[1]) if o is None else o for o in orders]
 
-    def _fit_blocks(self, X, Y, **_):
-        if self.ensemble < 1:
-            raise ValueError("ensemble must be at least 1")
+    def _fit_blocks(self, X, Y, sample_weight=None):
         rng = np.random.RandomState(self.random_state)
         self.column_rates_ = Y.mean(axis=0).astype(np.float32)
         self.estimators_ = []

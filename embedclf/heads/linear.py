@@ -7,14 +7,22 @@ training data cannot be learned and keeps its training rate as its probability.
 
 from __future__ import annotations
 
+import warnings
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
 
-from embedclf.heads.base import BlockHead, fill_class_proba, single_class_columns
+from embedclf.heads.base import BlockHead, column_rates, fill_class_proba, single_class_columns
 from embedclf.labels import MULTICLASS, iter_blocks
+
+CLASS_WEIGHT = [StrOptions({"balanced"}), dict, None]
 
 
 class _PerBlockHead(BlockHead):
@@ -25,29 +33,30 @@ class _PerBlockHead(BlockHead):
     def _estimator(self):
         raise NotImplementedError
 
-    def _fit_classes(self, X, y):
-        """One multi-class target."""
-        return self._estimator().fit(X, y)
+    def _fit_classes(self, X, y, sample_weight=None):
+        """One multi-class target, ``y`` the class index."""
+        return self._estimator().fit(X, y, **_weights(sample_weight))
 
-    def _fit_label(self, X, y):
+    def _fit_label(self, X, y, sample_weight=None):
         """One binary label; ``None`` where it cannot be learned (its training rate is used)."""
         if y.min() == y.max():
             return None
-        return self._estimator().fit(X, y)
+        return self._estimator().fit(X, y, **_weights(sample_weight))
 
-    def _fit_blocks(self, X, Y, **_):
-        self.estimators_, self.column_rates_ = [], Y.mean(axis=0).astype(np.float32)
+    def _fit_blocks(self, X, Y, sample_weight=None):
+        self.estimators_, self.column_rates_ = [], column_rates(Y, sample_weight)
         for kind, block in iter_blocks(self.layout_):
             part = Y[:, block]
             if kind == MULTICLASS:
                 known = part.any(axis=1)  # rows whose class was unseen carry no label
-                self.estimators_.append(self._fit_classes(X[known], part[known].argmax(axis=1)))
+                weight = None if sample_weight is None else sample_weight[known]
+                self.estimators_.append(self._fit_classes(X[known], part[known].argmax(axis=1), weight))
             elif self.native_multilabel:
                 learnable = ~single_class_columns(part)
                 fitted = self._estimator().fit(X, part[:, learnable]) if learnable.any() else None
                 self.estimators_.append((learnable, fitted))
             else:
-                self.estimators_.append([self._fit_label(X, part[:, j]) for j in range(part.shape[1])])
+                self.estimators_.append([self._fit_label(X, part[:, j], sample_weight) for j in range(part.shape[1])])
 
     def _predict_blocks(self, X):
         out = np.tile(self.column_rates_, (len(X), 1))
@@ -67,67 +76,138 @@ class _PerBlockHead(BlockHead):
                         out[:, column] = estimator.predict_proba(X)[:, 1]
         return out
 
+    def _class_weight_by_index(self):
+        """``class_weight`` for estimators fitted on class indices: a dict's keys are classes of ``y``."""
+        if not isinstance(self.class_weight, dict):
+            return self.class_weight
+        if self.classes_ is None:
+            raise ValueError("class_weight as a dict needs 1-D class labels y; use 'balanced' for block targets")
+        index = {label: i for i, label in enumerate(self.classes_.tolist())}
+        unknown = [key for key in self.class_weight if key not in index]
+        if unknown:
+            raise ValueError(f"class_weight names classes not in y: {unknown!r}")
+        return {index[key]: weight for key, weight in self.class_weight.items()}
+
+
+def _weights(sample_weight) -> dict:
+    return {} if sample_weight is None else {"sample_weight": sample_weight}
+
 
 class LogRegHead(_PerBlockHead):
     """Logistic regression per target (multinomial) or per label (one-vs-rest)."""
+
+    _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "class_weight": CLASS_WEIGHT,
+                              "max_iter": [Interval(Integral, 1, None, closed="left")]}
+    supports_sample_weight = True
 
     def __init__(self, C=1.0, class_weight=None, max_iter=1000):
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
 
+    def fit(self, X, y, layout=None, sample_weight=None):
+        return super().fit(X, y, layout=layout, sample_weight=sample_weight)
+
     def _estimator(self):
-        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+        return LogisticRegression(C=self.C, class_weight=self._class_weight_by_index(), max_iter=self.max_iter)
+
+    @property
+    def n_iter_(self) -> int:
+        """The most lbfgs iterations any of the fitted logistic regressions ran."""
+        check_is_fitted(self, "estimators_")
+        fitted = [e for entry in self.estimators_ for e in (entry if isinstance(entry, list) else [entry])]
+        return max((int(np.max(e.n_iter_)) for e in fitted if e is not None), default=0)
 
 
 class SVMHead(_PerBlockHead):
     """Linear SVM with probabilities from Platt scaling on internal cross-validation folds.
 
     A label needs at least two positive examples to be calibrated; rarer labels keep their
-    training rate as their probability (``uncalibrated_labels_`` counts them).
+    training rate as their probability (``uncalibrated_labels_`` counts them). ``class_weight``
+    and ``sample_weight`` weigh the rows of both the SVM and its calibration: weighting only the
+    SVM would shift its margins and the calibration would shift them back.
     """
+
+    _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "class_weight": CLASS_WEIGHT,
+                              "calibration_folds": [Interval(Integral, 2, None, closed="left")]}
+    supports_sample_weight = True
 
     def __init__(self, C=0.5, class_weight=None, calibration_folds=3):
         self.C = C
         self.class_weight = class_weight
         self.calibration_folds = calibration_folds
 
+    def fit(self, X, y, layout=None, sample_weight=None):
+        return super().fit(X, y, layout=layout, sample_weight=sample_weight)
+
     def _estimator(self, folds=None):
-        return CalibratedClassifierCV(LinearSVC(C=self.C, class_weight=self.class_weight),
-                                      method="sigmoid", cv=folds or self.calibration_folds)
+        return CalibratedClassifierCV(LinearSVC(C=self.C), method="sigmoid", cv=folds or self.calibration_folds)
 
-    def _fit_blocks(self, X, Y, **fit_params):
+    def _row_weights(self, y, sample_weight):
+        """``sample_weight`` times the weight of each row's class (``None`` when neither is set)."""
+        class_weight = self._class_weight_by_index()
+        if class_weight is None:
+            return sample_weight
+        classes = np.unique(y)
+        per_class = compute_class_weight(class_weight, classes=classes, y=y, sample_weight=sample_weight)
+        weight = per_class[np.searchsorted(classes, y)]
+        return weight if sample_weight is None else weight * sample_weight
+
+    def _fit_blocks(self, X, Y, sample_weight=None):
         self.uncalibrated_labels_, self.in_sample_calibration_ = 0, False
-        super()._fit_blocks(X, Y, **fit_params)
+        super()._fit_blocks(X, Y, sample_weight)
 
-    def _fit_classes(self, X, y):
+    def _fit_classes(self, X, y, sample_weight=None):
         # cross-validated calibration needs every class in every fold; with rarer classes the SVM is
         # fitted once and its margins calibrated on the training rows (optimistic, but every class stays)
+        weight = self._row_weights(y, sample_weight)
         if np.bincount(y).min(initial=len(y)) >= self.calibration_folds or len(np.unique(y)) < 2:
-            return super()._fit_classes(X, y)
+            return self._estimator().fit(X, y, **_weights(weight))
         from sklearn.frozen import FrozenEstimator
 
         self.in_sample_calibration_ = True
-        svm = LinearSVC(C=self.C, class_weight=self.class_weight).fit(X, y)
-        return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid").fit(X, y)
+        svm = LinearSVC(C=self.C).fit(X, y, **_weights(weight))
+        with warnings.catch_warnings():  # the SVM is already fitted with these weights: the calibration uses them
+            warnings.filterwarnings("ignore", "Since FrozenEstimator does not appear to accept sample_weight")
+            return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid").fit(X, y, **_weights(weight))
 
-    def _fit_label(self, X, y):
+    def _fit_label(self, X, y, sample_weight=None):
         folds = int(min(self.calibration_folds, y.sum(), len(y) - y.sum()))
         if folds < 2:
             self.uncalibrated_labels_ += int(y.sum() > 0)
             return None
-        return self._estimator(folds).fit(X, y)
+        return self._estimator(folds).fit(X, y, **_weights(self._row_weights(y, sample_weight)))
 
 
 class KNNHead(_PerBlockHead):
-    """k nearest neighbours by cosine; one neighbour search serves every label of a block."""
+    """k nearest neighbours by cosine; one neighbour search serves every label of a block.
 
+    ``sample_weight`` is not supported: scikit-learn's neighbours vote by count or distance only.
+    """
+
+    _parameter_constraints = {"n_neighbors": [Interval(Integral, 1, None, closed="left")],
+                              "weights": [StrOptions({"uniform", "distance"}), callable],
+                              "metric": [str, callable]}
     native_multilabel = True
 
     def __init__(self, n_neighbors=15, weights="distance", metric="cosine"):
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.metric = metric
+
+    def _no_weights_reason(self) -> str:
+        return ": neighbours vote by count or distance, not by row weight"
+
+    def _fit_blocks(self, X, Y, sample_weight=None):
+        if self.n_neighbors > len(X):
+            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {len(X)} training rows; "
+                             f"use at most {len(X)}")
+        super()._fit_blocks(X, Y, sample_weight)
+
+    def _fit_classes(self, X, y, sample_weight=None):
+        if self.n_neighbors > len(X):  # rows whose class was unseen are left out of a multi-class block
+            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {len(X)} rows with a known class")
+        return super()._fit_classes(X, y, sample_weight)
 
     def _estimator(self):
         return KNeighborsClassifier(n_neighbors=self.n_neighbors, weights=self.weights, metric=self.metric,
