@@ -1,9 +1,11 @@
 """Full fine-tuning of the encoder with a classification layer, for comparison with the cheap heads.
 
 The network is the encoder's transformer → mean pooling → dropout → one linear layer over every
-label column (one block per target, as the heads). Losses: softmax cross-entropy per multi-class
-block, BCE with logits per multi-label block (``pos_weight='balanced'`` weighs rare labels up),
-summed. AdamW, linear warm-up and decay, gradient clipping at 1.0, mixed precision on CUDA.
+label column (one block per target, as the heads). The loss is the MLP head's,
+:class:`embedclf.heads.losses.BlockLoss`: per row, softmax cross-entropy per multi-class block plus
+BCE with logits summed over a multi-label block's columns (``pos_weight='balanced'`` weighs rare
+labels' positives up), averaged over rows. AdamW, linear warm-up and decay, gradient clipping at
+1.0, mixed precision on CUDA.
 
 The result is an ordinary model folder: the fine-tuned transformer is saved inside it (safetensors,
 loadable as a SentenceTransformer) and the classification layer becomes a linear
@@ -27,7 +29,8 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.models import DEFAULT_MODEL, resolve_device, resolve_model
 from embedclf.errors import EmbedclfError
-from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, block_probabilities, iter_blocks
+from embedclf.heads.losses import BlockLoss, balanced_weights
+from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, block_probabilities
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -74,36 +77,12 @@ def _network(path: Path, n_outputs: int, dropout: float):
     return FineTuneNet()
 
 
-class BlockLoss:
-    """Summed per-block losses over the block label matrix: what every head optimises, here in torch."""
-
-    def __init__(self, layout, Y: np.ndarray, pos_weight: str | None, device):
-        import torch
-
-        self.layout = layout
-        self.pos_weight = None
-        if pos_weight == "balanced":
-            positives = Y.sum(axis=0).astype(np.float64)
-            weight = np.clip((len(Y) - positives) / np.maximum(positives, 1), 1, 100)
-            self.pos_weight = torch.tensor(weight, dtype=torch.float32, device=device)
-        elif pos_weight is not None:
-            raise EmbedclfError(f"--pos-weight must be 'balanced' or omitted, got {pos_weight!r}")
-
-    def __call__(self, logits, Y):
-        import torch.nn.functional as F
-
-        logits = logits.float()
-        total = logits.new_zeros(())
-        for kind, block in iter_blocks(self.layout):
-            part, truth = logits[:, block], Y[:, block]
-            if kind == MULTICLASS:
-                known = truth.sum(1) > 0  # a class unseen at fit time carries no signal
-                if known.any():
-                    total = total + F.cross_entropy(part[known], truth[known].argmax(1))
-            else:
-                weight = None if self.pos_weight is None else self.pos_weight[block]
-                total = total + F.binary_cross_entropy_with_logits(part, truth.float(), pos_weight=weight)
-        return total
+def block_loss(layout, Y: np.ndarray, pos_weight: str | None, device) -> BlockLoss:
+    """The training loss; ``pos_weight='balanced'`` gives multi-label columns ``n_neg / n_pos`` (in [1, 100])."""
+    if pos_weight not in (None, "balanced"):
+        raise EmbedclfError(f"--pos-weight must be 'balanced' or omitted, got {pos_weight!r}")
+    weights = balanced_weights(layout, Y, classes=False) if pos_weight == "balanced" else None
+    return BlockLoss(layout, weights, device=device)
 
 
 def _selection_score(report: dict) -> float:
@@ -182,7 +161,7 @@ class FineTuner:
                                         "weight_decay": 0.0}], lr=s.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup * total_steps), total_steps)
         scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
-        loss_fn = BlockLoss(self.space.layout, Y, s.pos_weight, self.device)
+        loss_fn = block_loss(self.space.layout, Y, s.pos_weight, self.device)
         Y_tensor = torch.as_tensor(Y, dtype=torch.float32)
         state = {"step": 0, "epoch": 0, "history": [], "best_score": -1.0, "best_epoch": None}
         checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embedclf.data import DataOptions
-from embedclf.finetune import BlockLoss, FineTuneSettings, finetune
+from embedclf.finetune import BlockLoss, FineTuneSettings, block_loss, finetune
 from embedclf.model import TextClassifier
 
 ROWS = [("i love this great movie", "pos", "film|good"), ("what a terrible bad film", "neg", "film|bad"),
@@ -81,3 +81,20 @@ def test_interrupted_run_resumes_at_the_right_step(tiny_model, tmp_path, monkeyp
     np.testing.assert_allclose(resumed.scores(resumed.embed(train.texts)),
                                reference.scores(reference.embed(train.texts)), atol=1e-5)
     assert not (tmp_path / "model.checkpoint").exists()
+
+
+def test_the_loss_is_the_mlp_heads_per_row_nll_with_balanced_positive_weights():
+    """One reduction for the fine-tune and the MLP head: per row, the sum over blocks, then the mean over rows."""
+    import torch
+
+    layout = (("multiclass", 3), ("multilabel", 2))
+    Y = np.array([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 1]], dtype=np.float32)
+    logits = np.random.default_rng(0).normal(size=Y.shape).astype(np.float32)
+    loss = block_loss(layout, Y, "balanced", "cpu")(torch.from_numpy(logits), torch.from_numpy(Y))
+
+    z, y = logits[:, :3], Y[:, :3]
+    cross_entropy = (np.log(np.exp(z).sum(axis=1)) - (z * y).sum(axis=1)) * y.sum(axis=1)  # row 4: class unseen
+    pos_weight = np.clip((4 - Y[:, 3:].sum(axis=0)) / Y[:, 3:].sum(axis=0), 1, 100)  # [1, 3]: multi-class untouched
+    p = 1 / (1 + np.exp(-logits[:, 3:]))
+    bce = -(pos_weight * Y[:, 3:] * np.log(p) + (1 - Y[:, 3:]) * np.log(1 - p)).sum(axis=1)
+    assert float(loss) == pytest.approx((cross_entropy + bce).mean(), rel=1e-5)

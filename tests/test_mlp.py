@@ -206,3 +206,20 @@ def test_skops_round_trip_needs_only_embedclf_types(kind):
     assert np.array_equal(loaded.predict_proba(X), head.predict_proba(X))
     assert np.array_equal(loaded.predict(X), head.predict(X))
     assert loaded.get_params() == head.get_params()
+
+
+def test_predicting_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from embedclf.heads.mlp import MLPHead
+head = MLPHead(hidden=())
+head.weights_, head.biases_ = [np.ones((4, 3), np.float32)], [np.zeros(3, np.float32)]
+head.layout_, head.classes_, head.n_features_in_ = (("multiclass", 3),), None, 4
+assert head.predict(np.eye(4)).shape == (4, 3)
+assert "torch" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
