@@ -1,29 +1,26 @@
-"""Reading labelled text tables: CSV, TSV, JSON lines and Parquet, chosen by extension.
+"""Labelled text data sets: which columns hold the text and the labels, and how a table becomes a Dataset.
 
-Everything a command needs from an input file goes through ``load_dataset``: the texts (one or
-several columns joined), the labels of each target, and counts of what was skipped. Errors name
-the file, the column and the row, and are raised as ``EmbedclfError``.
+Everything a command needs from an input file goes through :class:`DataOptions` (or
+:func:`load_dataset`, its keyword form): the texts (one or several columns joined), the labels
+of each target, and counts of what was skipped. Reading the file itself is :mod:`embedclf.tables`.
+Errors name the file, the column and the row, and are raised as ``EmbedclfError``.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from embedclf.cells import LIST_CELLS, join_texts, map_ids, parse_labels, read_label_names
 from embedclf.errors import EmbedclfError
 from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, TASK_KINDS
+from embedclf.tables import detect_format, json_records, read_table
 
-_COMPRESSIONS = {".gz", ".bz2", ".xz", ".zst", ".zip"}
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".jsonl": "jsonl",
-            ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-
+__all__ = ["DataOptions", "Dataset", "Target", "detect_format", "join_texts", "json_records", "load_dataset",
+           "read_label_names", "read_table"]
 
 @dataclass
 class Target:
@@ -73,174 +70,71 @@ class Dataset:
         return "; ".join(parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataOptions:
-    """How to read a file: the data options every command shares, stored with a fitted model."""
+    """How to read a file: the data options every command shares, stored with a fitted model.
 
-    text_cols: list[str] = field(default_factory=lambda: ["text"])
-    label_cols: list[str] = field(default_factory=list)
-    columns: list[str] | None = None
+    Lists are turned into tuples (a model folder's JSON holds lists) and ``label_names`` paths into
+    strings; the options are checked once, here, so a bad combination fails before any file is read.
+    """
+
+    text_cols: tuple[str, ...] = ("text",)
+    label_cols: tuple[str, ...] = ()
+    columns: tuple[str, ...] | None = None  # names of a headerless CSV/TSV's columns
     label_sep: str | None = None
-    label_names: list[str] = field(default_factory=list)
-    task: str | None = None
-    strict: bool = False
+    label_names: tuple[str, ...] = ()  # one file of names per label column, for integer label ids
+    task: str | None = None  # forces the task kind; None infers it
+    strict: bool = False  # refuse rows with no text or no label instead of skipping them
+
+    def __post_init__(self):
+        for name in ("text_cols", "label_cols", "label_names"):
+            object.__setattr__(self, name, _names(getattr(self, name), name))
+        if self.columns is not None:
+            object.__setattr__(self, "columns", _names(self.columns, "columns") or None)
+        _check_options(self)
 
     def load(self, path: str | Path, *, require_labels: bool = False, labels: bool = True) -> Dataset:
         """Read ``path``; ``labels=False`` reads texts only (for prediction on unlabelled data)."""
-        return load_dataset(path, self.text_cols, self.label_cols if labels else (), columns=self.columns,
-                            label_sep=self.label_sep, label_names=self.label_names if labels else (),
-                            task=self.task if labels else None, strict=self.strict,
-                            require_labels=require_labels)
+        options = self if labels else replace(self, label_cols=(), label_names=(), task=None)
+        if require_labels and not options.label_cols:
+            raise EmbedclfError("this command needs labels: give --label-col (repeat it for multi-output)")
+        return _read_dataset(path, options)
 
 
-def detect_format(path: str | Path) -> str:
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    while suffixes and suffixes[-1] in _COMPRESSIONS:
-        suffixes.pop()
-    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
-    if fmt is None:
-        raise EmbedclfError(f"{path}: unknown file type; expected one of "
-                            + ", ".join(sorted(_FORMATS)) + " (optionally compressed)")
-    return fmt
-
-
-def read_table(path: str | Path, columns: Sequence[str] | None = None):
-    """Read a table into a DataFrame; ``columns`` names the columns of a headerless CSV/TSV."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise EmbedclfError(f"{path}: no such file")
-    if path.is_dir():
-        raise EmbedclfError(f"{path}: is a directory, expected a data file")
-    fmt = detect_format(path)
+def _names(value, field_name: str) -> tuple[str, ...]:
+    """A sequence of names (or paths) as a tuple of strings; one string is one name."""
+    if isinstance(value, (str, Path)):
+        value = (value,)
     try:
-        if fmt in ("csv", "tsv"):
-            options = dict(sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                           na_values=[], encoding="utf-8")
-            if fmt == "tsv":
-                options["quoting"] = csv.QUOTE_NONE  # TSV cells are raw text: quotes are content
-            if columns:
-                options.update(header=None, names=list(columns))
-            frame = pd.read_csv(path, **options)
-            if columns and len(frame.columns) != len(columns):
-                raise EmbedclfError(f"{path}: --columns names {len(columns)} columns, the file has {len(frame.columns)}")
-        elif fmt == "jsonl":
-            frame = _read_json_lines(path)
-        else:
-            frame = pd.read_parquet(path)
-            if columns:
-                raise EmbedclfError(f"{path}: --columns is for headerless CSV/TSV files; Parquet names its columns")
-    except UnicodeDecodeError:
-        raise EmbedclfError(f"{path}: not valid UTF-8 ({_first_bad_utf8(path)})") from None
-    except EmbedclfError:
-        raise
-    except Exception as exc:  # pandas/pyarrow parser errors carry the line number in their text
-        message = " ".join(str(exc).split())
-        raise EmbedclfError(f"{path}: cannot read as {fmt.upper()}: {message}") from None
-    return frame
+        return tuple(str(item) if isinstance(item, Path) else item for item in value)
+    except TypeError:
+        raise EmbedclfError(f"DataOptions.{field_name}: expected a list of names, got {value!r}") from None
 
 
-def _read_json_lines(path: Path):
-    import pandas as pd
-
-    with _open_text(path) as handle:
-        records = json_records(handle, path)
-    if records is None:  # a JSON array, not JSON lines
-        return pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8")))
-    return pd.DataFrame.from_records(records)
-
-
-def json_records(lines: Iterable[str], path) -> list[dict] | None:
-    """The objects of JSON lines, blank lines skipped; None when the first line opens a JSON array instead."""
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == 1 and line.lstrip().startswith("["):
-                return None
-            raise EmbedclfError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise EmbedclfError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
-    return records
-
-
-def _open_text(path: Path):
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        import gzip
-        return gzip.open(path, "rt", encoding="utf-8")
-    if suffix == ".bz2":
-        import bz2
-        return bz2.open(path, "rt", encoding="utf-8")
-    if suffix == ".xz":
-        import lzma
-        return lzma.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _first_bad_utf8(path: Path) -> str:
-    """Locate the first byte that is not UTF-8, as 'line N, byte B'."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, line = 0, 1
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                newlines = chunk[:exc.start].count(b"\n")
-                return f"line {line + newlines}, byte {offset + exc.start}"
-            line += chunk.count(b"\n")
-            offset += len(chunk)
-    return "at end of file"
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _cell_text(value) -> str:
-    return "" if _missing(value) else str(value).strip()
-
-
-def join_texts(columns: Sequence[Sequence]) -> list[str]:
-    """One text per row: the row's non-empty cells of ``columns`` (title, body, ...), stripped and joined by a newline.
-
-    An empty result means the row has no text. The local reader and the Ray engine both call this,
-    so a text, and so its cache key, is the same whichever engine read it.
-    """
-    return ["\n".join(t for t in (_cell_text(v) for v in cells) if t) for cells in zip(*columns)]
-
-
-def _parse_labels(value, sep: str | None) -> list[str]:
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [str(v).strip() for v in value if not _missing(v) and str(v).strip()]
-    if _missing(value):
-        return []
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    if not text:
-        return []
-    if sep:
-        return [part.strip() for part in text.split(sep) if part.strip()]
-    return [text]
-
-
-def read_label_names(path: str | Path) -> list[str]:
-    path = Path(path)
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except OSError as exc:
-        raise EmbedclfError(f"{path}: cannot read label names ({exc.strerror})") from None
-    names = [n for n in names if n]
-    if len(set(names)) != len(names):
-        raise EmbedclfError(f"{path}: label names repeat")
-    return names
+def _check_options(options: DataOptions) -> None:
+    option = {"text_cols": "--text-col", "label_cols": "--label-col", "columns": "--columns",
+              "label_names": "--label-names"}
+    for name, flag in option.items():
+        values = getattr(options, name) or ()
+        if not all(isinstance(v, str) and v for v in values):
+            raise EmbedclfError(f"{flag}: every value must be a non-empty name, got {list(values)!r}")
+        if name == "columns" and len(set(values)) != len(values):
+            raise EmbedclfError(f"--columns names {next(v for v in values if values.count(v) > 1)!r} twice")
+    if not options.text_cols:
+        raise EmbedclfError("give at least one --text-col")
+    if options.task is not None and options.task not in TASK_KINDS:
+        raise EmbedclfError(f"unknown --task {options.task!r}; expected one of {', '.join(TASK_KINDS)}")
+    n_labels = len(options.label_cols)
+    if options.task == MULTIOUTPUT and n_labels < 2:
+        raise EmbedclfError("--task multioutput needs two or more --label-col")
+    if options.task in (MULTICLASS, MULTILABEL) and n_labels > 1:
+        raise EmbedclfError(f"--task {options.task} takes one --label-col; {n_labels} were given")
+    if len(options.label_names) > n_labels:
+        raise EmbedclfError(f"{len(options.label_names)} --label-names files for {n_labels} --label-col columns")
+    if options.label_sep is not None and not isinstance(options.label_sep, str):
+        raise EmbedclfError(f"--label-sep must be a string, got {options.label_sep!r}")
+    if not isinstance(options.strict, bool):
+        raise EmbedclfError(f"--strict is true or false, got {options.strict!r}")
 
 
 def load_dataset(path: str | Path, text_cols: Sequence[str] = ("text",), label_cols: Sequence[str] = (),
@@ -254,80 +148,78 @@ def load_dataset(path: str | Path, text_cols: Sequence[str] = ("text",), label_c
     file per target, in order) maps integer label ids to names. Rows whose text is empty are
     skipped and counted, or rejected when ``strict``. ``task`` forces the inferred task kind.
     """
-    text_cols, label_cols = list(text_cols), list(label_cols)
-    if not text_cols:
-        raise EmbedclfError("give at least one --text-col")
-    if require_labels and not label_cols:
-        raise EmbedclfError("this command needs labels: give --label-col (repeat it for multi-output)")
-    if task is not None and task not in TASK_KINDS:
-        raise EmbedclfError(f"unknown task {task!r}; expected one of {', '.join(TASK_KINDS)}")
-    if task == MULTIOUTPUT and len(label_cols) < 2:
-        raise EmbedclfError("a multi-output task needs two or more --label-col")
-    if task in (MULTICLASS, MULTILABEL) and len(label_cols) > 1:
-        raise EmbedclfError(f"--task {task} takes one --label-col; {len(label_cols)} were given")
-    if len(label_names) > max(len(label_cols), 1):
-        raise EmbedclfError("more --label-names files than --label-col columns")
+    options = DataOptions(text_cols, label_cols, columns=columns, label_sep=label_sep, label_names=label_names,
+                          task=task, strict=strict)
+    return options.load(path, require_labels=require_labels)
 
-    frame = read_table(path, columns)
-    available = [str(c) for c in frame.columns]
-    for column in text_cols + label_cols:
-        if column not in frame.columns:
-            hint = "; headerless file? name its columns with --columns" if columns is None and Path(path).suffix.lower() in (".tsv", ".csv") else ""
-            raise EmbedclfError(f"{path}: no column {column!r} (columns: {', '.join(available[:20])}){hint}")
 
-    joined = join_texts([frame[c].tolist() for c in text_cols])
-    keep = np.array([bool(t) for t in joined], dtype=bool)
-    if strict and not keep.all():
-        row = int(np.flatnonzero(~keep)[0])
-        raise EmbedclfError(f"{path}: row {row + 1}: empty text in column(s) {', '.join(text_cols)} (--strict)")
-
-    targets = []
-    for index, column in enumerate(label_cols):
-        cells = frame[column].tolist()
-        is_list = any(isinstance(v, (list, tuple, np.ndarray)) for v in cells[:1000])
-        labels = [_parse_labels(v, label_sep) for v in cells]
-        kind = MULTILABEL if (label_sep or is_list) else MULTICLASS
-        if task == MULTICLASS:
-            kind = MULTICLASS
-        elif task == MULTILABEL:
-            kind = MULTILABEL
-        names = None
-        if index < len(label_names):
-            names = read_label_names(label_names[index])
-            labels = [_map_ids(row_labels, names, path, column, row) for row, row_labels in enumerate(labels)]
-        if kind == MULTICLASS:
-            for row in np.flatnonzero(keep):
-                if len(labels[row]) > 1:
-                    raise EmbedclfError(f"{path}: row {row + 1}: column {column!r} holds {len(labels[row])} labels "
-                                        f"but the target is multi-class; pass --label-sep or --task multilabel")
-        targets.append(Target(column, kind, labels, names))
-
-    skipped_unlabelled = 0
-    if targets:
-        # A multi-class target needs its one label; a row without it cannot be learned from or scored.
-        labelled = np.ones(len(frame), dtype=bool)
-        for target in targets:
-            if target.kind == MULTICLASS:
-                labelled &= np.array([len(v) == 1 for v in target.labels], dtype=bool)
-        if strict and not (labelled | ~keep).all():
-            row = int(np.flatnonzero(keep & ~labelled)[0])
-            raise EmbedclfError(f"{path}: row {row + 1}: no label (--strict)")
-        skipped_unlabelled = int((keep & ~labelled).sum())
-        keep &= labelled
-
-    rows = np.flatnonzero(keep)
+# -- the steps of reading a data set ---------------------------------------------------------------
+def _read_dataset(path: str | Path, options: DataOptions) -> Dataset:
+    frame = read_table(path, options.columns)
+    _check_columns(frame, path, options)
+    texts = join_texts([frame[c].tolist() for c in options.text_cols])
+    has_text = np.array([bool(t) for t in texts], dtype=bool)
+    if options.strict:
+        _refuse_first(~has_text, path, f"empty text in column(s) {', '.join(options.text_cols)} (--strict)")
+    targets = [_parse_target(frame[column].tolist(), column, index, options, path)
+               for index, column in enumerate(options.label_cols)]
+    for target in targets:
+        _check_one_label(target, has_text, path)
+    labelled = _labelled(targets, len(frame))
+    if options.strict:
+        _refuse_first(has_text & ~labelled, path, "no label (--strict)")
+    rows = np.flatnonzero(has_text & labelled)
     for target in targets:
         target.labels = [target.labels[i] for i in rows]
-    return Dataset(str(path), [joined[i] for i in rows], rows, targets, n_rows=len(frame),
-                   skipped_empty=int(sum(1 for t in joined if not t)), skipped_unlabelled=skipped_unlabelled)
+    return Dataset(str(path), [texts[i] for i in rows], rows, targets, n_rows=len(frame),
+                   skipped_empty=int((~has_text).sum()), skipped_unlabelled=int((has_text & ~labelled).sum()))
 
 
-def _map_ids(labels: list[str], names: list[str], path, column, row) -> list[str]:
-    mapped = []
-    for label in labels:
-        try:
-            mapped.append(names[int(label)])
-        except (ValueError, IndexError):
-            raise EmbedclfError(f"{path}: row {row + 1}: column {column!r}: label {label!r} is not an id "
-                                f"between 0 and {len(names) - 1} of --label-names") from None
-    return mapped
+def _check_columns(frame, path: str | Path, options: DataOptions) -> None:
+    for column in options.text_cols + options.label_cols:
+        if column not in frame.columns:
+            available = ", ".join(str(c) for c in list(frame.columns)[:20])
+            headerless = options.columns is None and Path(path).suffix.lower() in (".tsv", ".csv")
+            hint = "; headerless file? name its columns with --columns" if headerless else ""
+            raise EmbedclfError(f"{path}: no column {column!r} (columns: {available}){hint}")
+        if list(frame.columns).count(column) > 1:
+            raise EmbedclfError(f"{path}: column {column!r} appears more than once")
+
+
+def _refuse_first(bad: np.ndarray, path, problem: str) -> None:
+    if bad.any():
+        raise EmbedclfError(f"{path}: row {int(np.flatnonzero(bad)[0]) + 1}: {problem}")
+
+
+def _parse_target(cells: list, column: str, index: int, options: DataOptions, path) -> Target:
+    """One label column as a :class:`Target`: its kind, each row's labels, ids mapped through --label-names."""
+    labels = [parse_labels(cell, options.label_sep) for cell in cells]
+    if options.task in (MULTICLASS, MULTILABEL):
+        kind = options.task
+    else:
+        is_list = any(isinstance(cell, LIST_CELLS) for cell in cells[:1000])
+        kind = MULTILABEL if (options.label_sep or is_list) else MULTICLASS
+    names = None
+    if index < len(options.label_names):
+        names = read_label_names(options.label_names[index])
+        labels = [map_ids(row_labels, names, path, column, row) for row, row_labels in enumerate(labels)]
+    return Target(column, kind, labels, names)
+
+
+def _check_one_label(target: Target, has_text: np.ndarray, path) -> None:
+    """A multi-class target's rows with text hold at most one label."""
+    if target.kind != MULTICLASS:
+        return
+    for row in np.flatnonzero(has_text):
+        if len(target.labels[row]) > 1:
+            raise EmbedclfError(f"{path}: row {row + 1}: column {target.name!r} holds {len(target.labels[row])} "
+                                "labels but the target is multi-class; pass --label-sep or --task multilabel")
+
+
+def _labelled(targets: list[Target], n_rows: int) -> np.ndarray:
+    """Rows every multi-class target has its one label for: without it a row cannot be learnt from or scored."""
+    labelled = np.ones(n_rows, dtype=bool)
+    for target in targets:
+        if target.kind == MULTICLASS:
+            labelled &= np.array([len(v) == 1 for v in target.labels], dtype=bool)
+    return labelled
