@@ -9,7 +9,8 @@ fresh subprocess with a fresh cache directory; the variants alternate for ``--ro
   local       Encoder(cache=<fresh>).encode(texts): texts/s over encoding only (model loaded first),
               and the wall time including the model load; torch's default threads (one per core)
   local-1t    the same with torch.set_num_threads(1)
-  ray-B       encode_with_ray(file, actors=A, batch_size=B) on a local Ray instance it starts:
+  ray-B       encode_data(file, ..., EngineSettings('ray', actors=A)) with chunk_size=B on a local Ray
+              instance it starts:
               start-up (ray.init), read+number, encode stage (actor start, model load, encoding,
               Parquet writes), import into the cache, total
   ray-tiny    the same on 8 texts: the fixed cost of a Ray run (start-up + actors + model loads)
@@ -60,15 +61,18 @@ def _measure(variant: str, data: Path, actors: int, cache: Path) -> dict:
                 "encode_seconds": round(report.encode_seconds, 2),
                 "wall_seconds": round(time.perf_counter() - start, 2),
                 "torch_threads": torch.get_num_threads()}
-    from embedclf.encode.distributed import encode_with_ray
+    from embedclf.data import DataOptions
+    from embedclf.encode.settings import EncoderSettings
+    from embedclf.engines import EngineSettings, encode_data
 
     batch = int(variant.split("-")[1]) if variant != "ray-tiny" else 256
     start = time.perf_counter()
-    report = encode_with_ray(data, {}, text_cols=["text"], columns=COLUMNS, actors=actors, batch_size=batch,
-                             cache_root=cache)
-    return {k: round(v, 2) if isinstance(v, float) else v for k, v in report.as_dict().items()
-            if k in ("texts", "startup_seconds", "read_seconds", "encode_seconds", "import_seconds", "seconds",
-                     "texts_per_second")} | {"wall_seconds": round(time.perf_counter() - start, 2)}
+    result = encode_data(data, DataOptions(["text"], columns=COLUMNS), EncoderSettings(chunk_size=batch),
+                         EngineSettings("ray", actors=actors), cache=cache)
+    stages = {f"{name.replace('-', '')}_seconds": round(seconds, 2) for name, seconds in result.stages.items()}
+    return {"texts": result.texts, "seconds": round(result.seconds, 2),
+            "texts_per_second": round(result.texts_per_second, 1), **stages,
+            "wall_seconds": round(time.perf_counter() - start, 2)}
 
 
 def main() -> None:

@@ -33,8 +33,12 @@ def test_encode_and_predict_with_the_ray_engine(tiny_model, tmp_path):
     fit = run("fit", data, *common, "--label-col", "topic", "--out", tmp_path / "m", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     predicted = run("predict", tmp_path / "m", data, "--engine", "ray", "--actors", "1", "--out", tmp_path / "p",
-                    cwd=tmp_path)
+                    "--device", "cpu", "--cache", tmp_path / "cache", cwd=tmp_path)
     assert predicted.returncode == 0 and "wrote 4 predictions to" in predicted.stderr, predicted.stderr
+    assert f"imported 0 new vectors into the cache, {tmp_path / 'cache'}" in predicted.stderr  # --cache honoured
+    on_gpu = run("predict", tmp_path / "m", data, "--engine", "ray", "--device", "cuda", "--out", tmp_path / "q",
+                 cwd=tmp_path)
+    assert on_gpu.returncode == 2 and "--device cuda with --engine ray needs --gpus-per-actor" in on_gpu.stderr
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "p").sort_values("row")

@@ -1,10 +1,11 @@
-"""The Ray engine on a local Ray instance: same vectors as the local engine, in input order, into the cache."""
+"""The Ray engine on a local Ray instance: the local engine's texts and vectors, in input order, into the cache."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,16 +15,22 @@ ray = pytest.importorskip("ray")
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from embedclf.data import DataOptions, load_dataset  # noqa: E402
+from embedclf.data import DataOptions  # noqa: E402
 from embedclf.encode.cache import text_key  # noqa: E402
-from embedclf.encode.distributed import EncodeActor, encode_with_ray, load_matrix  # noqa: E402
 from embedclf.encode.encoder import Encoder  # noqa: E402
-from embedclf.encode.raydata import numbered_texts, ray_session  # noqa: E402
+from embedclf.encode.settings import EncoderSettings  # noqa: E402
+from embedclf.engines import EngineSettings, encode_data, predict_data  # noqa: E402
+from embedclf.engines.inputs import read_inputs  # noqa: E402
+from embedclf.engines.ray import load_predictions  # noqa: E402
+from embedclf.engines.ray.encode import encode as encode_on_ray  # noqa: E402
+from embedclf.engines.ray.pool import EncodeActor  # noqa: E402
+from embedclf.engines.ray.reading import numbered_texts  # noqa: E402
+from embedclf.engines.ray.session import ray_session  # noqa: E402
 from embedclf.errors import EmbedclfError  # noqa: E402
-from embedclf.inference_ray import load_predictions, predict_with_ray  # noqa: E402
 from tests.conftest import shared_file  # noqa: E402
 
-GO_COLUMNS = ["text", "labels", "id"]
+GO = DataOptions(["text"], columns=["text", "labels", "id"])
+RAY = EngineSettings("ray", actors=2)
 # Ray 2.60's DataContext sets its own deprecated fields when first created
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
@@ -44,42 +51,38 @@ def go_slice(tmp_path):
     return path
 
 
-def tiny(tiny_model) -> dict:
-    return dict(model=tiny_model, device="cpu", precision="fp32")
-
-
-def shard_rows(report) -> np.ndarray:
-    return pq.read_table(report.out_dir, columns=["row"]).column("row").to_numpy()
+def tiny(tiny_model, **fields) -> EncoderSettings:
+    return EncoderSettings(tiny_model, device="cpu", precision="fp32", **fields)
 
 
 def test_vectors_equal_the_local_engine_in_input_order_and_fill_the_cache(local_ray, tiny_model, go_slice, tmp_path):
-    texts = load_dataset(go_slice, ["text"], columns=GO_COLUMNS).texts
-    report = encode_with_ray(go_slice, tiny(tiny_model), text_cols=["text"], columns=GO_COLUMNS, actors=2,
-                             batch_size=64, cache_root=tmp_path / "cache")
-    assert (report.rows, report.texts, report.skipped_empty, report.dimension) == (300, len(texts), 0, 32)
-    assert sorted(shard_rows(report)) == list(range(300))  # every row exactly once
-    table = pq.read_table(report.out_dir).sort_by("row")
-    assert table.column("key").to_pylist() == [text_key(t) for t in texts]
+    local = encode_data(go_slice, GO, tiny(tiny_model), cache=False)
+    result = encode_data(go_slice, GO, tiny(tiny_model, chunk_size=64), RAY, cache=tmp_path / "cache")
+    assert (result.rows, result.texts, result.skipped_empty, result.dimension) == (300, local.texts, 0, 32)
+    table = pq.read_table(result.out_dir).sort_by("row")
+    assert table.column("row").to_pylist() == list(range(300))  # every row exactly once
+    assert table.column("key").to_pylist() == [text_key(t) for t in local.dataset.texts]
+    np.testing.assert_allclose(result.matrix(), local.matrix(), atol=1e-5)
 
-    X = load_matrix(report)
-    local = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(texts)
-    np.testing.assert_allclose(X, local, atol=1e-5)
-
-    assert report.imported == len(set(texts)) and report.cache_dir.startswith(str(tmp_path / "cache"))
-    again = Encoder(tiny_model, cache=tmp_path / "cache", device="cpu", precision="fp32")
-    np.testing.assert_array_equal(again.encode(texts), X)
-    assert again.last_report.encoded == 0 and again.last_report.cached == len(set(texts))
+    assert result.imported == len(set(local.dataset.texts)) and result.cache_dir.startswith(str(tmp_path / "cache"))
+    again = Encoder(tiny(tiny_model), cache=tmp_path / "cache")
+    np.testing.assert_array_equal(again.encode(local.dataset.texts), result.matrix())
+    assert again.last_report.encoded == 0
+    read, encoded, shards, imported = result.lines()
+    assert read == f"read 300 rows from {go_slice}; 300 texts"
+    assert encoded.startswith(f"encoded with {tiny_model} (") and "torch fp32: 300 texts on 2 Ray actors" in encoded
+    assert shards.startswith(f"vectors in {result.out_dir} (Parquet") and imported.startswith("imported 300 new")
 
 
 def test_a_killed_actor_is_restarted_and_every_row_comes_back_once(local_ray, tiny_model, go_slice, tmp_path):
     # a directory of two Parquet files: row ids run on across files, in sorted file order
-    frame = load_dataset(go_slice, ["text"], columns=GO_COLUMNS)
     import pandas as pd
 
+    texts = GO.load(go_slice).texts
     folder = tmp_path / "parquet"
     folder.mkdir()
-    pd.DataFrame({"text": frame.texts[:150]}).to_parquet(folder / "a.parquet")
-    pd.DataFrame({"text": frame.texts[150:]}).to_parquet(folder / "b.parquet")
+    pd.DataFrame({"text": texts[:150]}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"text": texts[150:]}).to_parquet(folder / "b.parquet")
     marker = tmp_path / "crashed"
 
     class CrashOnce(EncodeActor):
@@ -89,28 +92,28 @@ def test_a_killed_actor_is_restarted_and_every_row_comes_back_once(local_ray, ti
                 os._exit(1)
             return super().__call__(batch)
 
-    report = encode_with_ray(folder, tiny(tiny_model), actors=2, batch_size=50, cache_root=False,
-                             out_dir=tmp_path / "out", actor_cls=CrashOnce)
-    assert marker.exists()
-    rows = shard_rows(report)
+    result = encode_on_ray(folder, DataOptions(), tiny(tiny_model, chunk_size=50), RAY, cache=False,
+                           out_dir=tmp_path / "out", actor_cls=CrashOnce)
+    assert marker.exists() and result.cache_dir is None
+    rows = pq.read_table(tmp_path / "out", columns=["row"]).column("row").to_numpy()
     assert len(rows) == 300 and sorted(rows) == list(range(300))
-    local = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(frame.texts)
-    np.testing.assert_allclose(load_matrix(tmp_path / "out"), local, atol=1e-5)
+    local = Encoder(tiny(tiny_model), cache=False).encode(texts)
+    np.testing.assert_allclose(result.matrix(), local, atol=1e-5)
 
 
-def test_rows_and_texts_match_the_local_reader(local_ray, tmp_path):
-    csv_path = tmp_path / "t.csv"
-    csv_path.write_text('title,body,n\nGood,"a, quoted\nbody",1\n,,2\n  Bad  ,film,3\n"say ""hi""",,4\nNA,007,5\n')
-    jsonl = tmp_path / "t.jsonl"
-    jsonl.write_text('{"title": "x", "body": null}\r\n{"title": "", "body": ""}\n\n{"title": "1e5", "body": 3}\n'
-                     '{"title": "a\u2028line separator", "body": "007"}\n', encoding="utf-8")
-    for path in (csv_path, jsonl):
-        local = load_dataset(path, ["title", "body"])
-        numbered = numbered_texts(path, ["title", "body"])
-        got = pa.concat_tables(ray.get(numbered.dataset.to_arrow_refs())).sort_by("row")
-        assert got.column("text").to_pylist() == local.texts
-        assert got.column("row").to_pylist() == local.rows.tolist()
-        assert (numbered.rows, numbered.skipped_empty) == (local.n_rows, local.skipped_empty)
+def test_rows_and_texts_are_the_local_readers(local_ray, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.csv").write_text('title,body,n\nGood,"a, quoted\nbody",1\n,,2\n  Bad  ,film,3\n"say ""hi""",,4\n'
+                                  'NA,007,5\n')
+    (folder / "b.jsonl").write_text('{"title": "x", "body": null}\r\n{"title": "", "body": ""}\n\n{"title": "1e5", '
+                                    '"body": 3}\n{"title": "a\u2028line separator", "body": "007"}\n', encoding="utf-8")
+    options = DataOptions(["title", "body"])
+    local = read_inputs(folder, options)
+    numbered = numbered_texts(folder, options, rows_per_block=2)
+    got = pa.concat_tables(ray.get(numbered.dataset.to_arrow_refs())).sort_by("row")
+    assert got.column("text").to_pylist() == local.texts and got.column("row").to_pylist() == local.rows.tolist()
+    assert (numbered.rows, numbered.skipped_empty) == (local.n_rows, local.skipped_empty) == (9, 2)
 
 
 def test_a_worker_with_other_model_files_fails_clearly(local_ray, tiny_model, tmp_path):
@@ -121,57 +124,67 @@ def test_a_worker_with_other_model_files_fails_clearly(local_ray, tiny_model, tm
     data.write_text("text\nhello\nworld\n")
 
     class OtherFiles(EncodeActor):
-        def __init__(self, encoder_kwargs, expected):
-            super().__init__(encoder_kwargs | {"model": str(other)}, expected)
+        def __init__(self, settings, expected):
+            super().__init__(replace(settings, model=str(other)), expected)
 
     with pytest.raises(EmbedclfError, match="encodes differently from the driver: fingerprint") as error:
-        encode_with_ray(data, tiny(tiny_model), actors=1, cache_root=False, out_dir=tmp_path / "out",
-                        actor_cls=OtherFiles)
+        encode_on_ray(data, DataOptions(), tiny(tiny_model), replace(RAY, actors=1), cache=False,
+                      out_dir=tmp_path / "out", actor_cls=OtherFiles)
     assert "\n" not in str(error.value)
 
 
-def test_predict_with_ray_writes_what_embedclf_predict_writes(local_ray, tiny_model, go_slice, tmp_path):
+def test_predict_on_ray_writes_what_local_predict_writes_on_the_device_asked_into_the_cache(
+        local_ray, tiny_model, go_slice, tmp_path):
     from embedclf.fit import fit_classifier
     from embedclf.heads import make_head
-    from embedclf.inference import predict_dataset, predictions_frame
-    from embedclf.model import TextClassifier
 
-    options = DataOptions(["text"], ["labels"], columns=GO_COLUMNS, label_sep=",")
-    train = options.load(go_slice, require_labels=True)
-    encoder = Encoder(tiny_model, cache=tmp_path / "cache", device="cpu", precision="fp32")
-    fit_classifier(train, make_head("logreg"), encoder, data_options=options).save(tmp_path / "model")
-
-    report = predict_with_ray(tmp_path / "model", go_slice, tmp_path / "predictions", actors=2)
-    assert report.texts == 300
-    got = load_predictions(tmp_path / "predictions")
-    classifier = TextClassifier.load(tmp_path / "model", cache=tmp_path / "cache", device="cpu")
-    dataset = options.load(go_slice, labels=False)
-    scores, Y, added = predict_dataset(classifier, dataset)
-    expected = predictions_frame(classifier, dataset, Y, scores, added)
-    assert list(got.columns) == list(expected.columns)
+    options = DataOptions(["text"], ["labels"], columns=GO.columns, label_sep=",")
+    fit_classifier(options.load(go_slice, require_labels=True), make_head("logreg"),
+                   Encoder(tiny(tiny_model), cache=tmp_path / "fit-cache"), data_options=options).save(tmp_path / "m")
+    on_cpu = dict(device="cpu")
+    local = predict_data(tmp_path / "m", go_slice, tmp_path / "local.parquet", cache=False, encoder_overrides=on_cpu)
+    result = predict_data(tmp_path / "m", go_slice, tmp_path / "p", RAY, cache=tmp_path / "cache",
+                          encoder_overrides=on_cpu)
+    assert result.texts == 300 and result.settings.device == "cpu"
+    got, expected = load_predictions(tmp_path / "p"), local_table(tmp_path / "local.parquet")
+    assert list(got.columns) == list(expected.columns) and not any(c in got for c in ("key", "vector"))
     assert got["row"].tolist() == expected["row"].tolist() == list(range(1, 301))
     assert got["labels"].tolist() == expected["labels"].tolist()
     np.testing.assert_allclose(got.iloc[:, 2:].to_numpy(), expected.iloc[:, 2:].to_numpy(), atol=1e-4)
+    # the actors' vectors are in the cache asked for: a local run there encodes nothing
+    assert result.lines()[-1].startswith(f"imported {result.imported:,} new vectors into the cache, {tmp_path}")
+    cached = predict_data(tmp_path / "m", go_slice, tmp_path / "again.csv", cache=tmp_path / "cache",
+                          encoder_overrides=on_cpu)
+    assert cached.encoding.encoded == 0 and cached.encoding.cached == result.imported
+    with pytest.raises(EmbedclfError, match="--device cuda with --engine ray needs --gpus-per-actor"):
+        predict_data(tmp_path / "m", go_slice, tmp_path / "p2", RAY, encoder_overrides=dict(device="cuda"))
+
+
+def local_table(path):
+    import pandas as pd
+
+    return pd.read_parquet(path)
 
 
 def test_refusals_are_one_line(local_ray, tiny_model, go_slice, tmp_path):
-    with pytest.raises(EmbedclfError, match="no column 'body'.*name its columns with --columns"):
-        encode_with_ray(go_slice, tiny(tiny_model), text_cols=["body"], cache_root=False, out_dir=tmp_path / "o")
+    def encode(path, options=GO, engine=RAY, **kwargs):
+        return encode_data(path, options, tiny(tiny_model), engine, cache=False, **kwargs)
+
+    with pytest.raises(EmbedclfError, match=r"go.tsv: no column 'body' \(columns: .*\); headerless file\? name its"):
+        encode(go_slice, DataOptions(["body"]), out_dir=tmp_path / "o")
     with pytest.raises(EmbedclfError, match="need 400 CPUs"):
-        encode_with_ray(go_slice, tiny(tiny_model), text_cols=["text"], columns=GO_COLUMNS, actors=400,
-                        cache_root=False, out_dir=tmp_path / "o")
+        encode(go_slice, engine=replace(RAY, actors=400), out_dir=tmp_path / "o")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": oops}\n')
     with pytest.raises(EmbedclfError, match=r"bad.jsonl: line 2: invalid JSON \(Expecting value\)$"):
-        encode_with_ray(bad, tiny(tiny_model), cache_root=False, out_dir=tmp_path / "o")
+        encode(bad, DataOptions(), out_dir=tmp_path / "o")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.parquet").write_bytes(b"")
     with pytest.raises(EmbedclfError, match="not empty"):
-        encode_with_ray(go_slice, tiny(tiny_model), text_cols=["text"], columns=GO_COLUMNS, cache_root=False,
-                        out_dir=tmp_path / "full")
+        encode(go_slice, out_dir=tmp_path / "full")
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(EmbedclfError, match=r"^Ray is not installed; run: pip install 'embedclf\[ray\]'$"):
-        encode_with_ray(tmp_path / "any.csv", {}, cache_root=False)
+        encode_data(tmp_path / "any.csv", DataOptions(), EncoderSettings(), EngineSettings("ray"), cache=False)

@@ -1,0 +1,117 @@
+"""What an engine run read and did: one base for both engines and both jobs, the command's summary lines.
+
+The local engine keeps the :class:`~embedclf.data.Dataset` it read and the encoder's own
+:class:`~embedclf.encode.encoder.EncodeReport`; the Ray engine keeps its counts, the actor pool and
+the seconds of each stage (start-up, read, encode or predict, import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from embedclf.data import Dataset
+from embedclf.encode.encoder import EncodeReport
+from embedclf.encode.settings import EncoderSettings
+
+
+@dataclass
+class RunResult:
+    engine: str  # "local" or "ray"
+    source: str  # the file or directory read
+    settings: EncoderSettings | None = None  # resolved; with Ray, for the actors' hardware
+    rows: int = 0
+    texts: int = 0
+    skipped_empty: int = 0
+    skipped_unlabelled: int = 0
+    dataset: Dataset | None = field(default=None, repr=False)  # local: what was read
+    encoding: EncodeReport | None = None  # local: the encoder's report
+    actors: int = 0  # ray: the pool
+    stages: dict[str, float] = field(default_factory=dict)  # ray: seconds per stage
+    seconds: float = 0.0
+    cache_dir: str | None = None  # ray: the cache space the actors' vectors went into
+    imported: int = 0  # ray: how many of them were new there
+
+    @classmethod
+    def read_from(cls, dataset: Dataset, **fields) -> "RunResult":
+        return cls(rows=dataset.n_rows, texts=len(dataset.texts), skipped_empty=dataset.skipped_empty,
+                   skipped_unlabelled=dataset.skipped_unlabelled, dataset=dataset, **fields)
+
+    @property
+    def texts_per_second(self) -> float:
+        if self.encoding is not None:
+            return self.encoding.texts_per_second
+        busy = self.stages.get("encode", self.stages.get("predict", 0.0))
+        return self.texts / busy if busy > 0 else 0.0
+
+    def read_line(self, source=None) -> str:
+        source = self.source if source is None else source
+        if self.dataset is not None:
+            return replace(self.dataset, path=str(source)).summary()  # with the task, as the local reader says it
+        skipped = [(self.skipped_empty, "empty text"), (self.skipped_unlabelled, "no label")]
+        return "; ".join([f"read {self.rows:,} rows from {source}", f"{self.texts:,} texts"]
+                         + [f"{n:,} skipped ({why})" for n, why in skipped if n])
+
+    def pool_line(self) -> str:
+        """The Ray run in one line: texts, actors, speed and where the time went."""
+        stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.stages.items())
+        return (f"{self.texts:,} texts on {self.actors} Ray actors, {self.texts_per_second:,.1f} texts/s, "
+                f"{stages}, total {self.seconds:.1f}s")
+
+    def import_lines(self) -> list[str]:
+        return [f"imported {self.imported:,} new vectors into the cache, {self.cache_dir}"] if self.cache_dir else []
+
+    def as_dict(self) -> dict:
+        keep = ("engine", "source", "rows", "texts", "skipped_empty", "skipped_unlabelled", "actors", "seconds",
+                "cache_dir", "imported")
+        return {k: getattr(self, k) for k in keep} | {
+            "stages": dict(self.stages), "texts_per_second": self.texts_per_second,
+            "encoding": self.encoding.as_dict() if self.encoding else None,
+            "encoder": self.settings.cache_key() if self.settings is not None and self.settings.resolved else None}
+
+
+@dataclass
+class EncodeResult(RunResult):
+    out_dir: str | None = None  # ray: Parquet shards of (row, key, tokens, vector)
+    dimension: int = 0
+    fidelity: str | None = None  # local, with check_fidelity: the fidelity summary
+    vectors: np.ndarray | None = field(default=None, repr=False)  # local: the matrix
+
+    def matrix(self) -> np.ndarray:
+        """The ``(texts, dimension)`` float32 matrix in input order (with Ray, read from the shards)."""
+        if self.vectors is None and self.out_dir is not None:
+            from embedclf.engines.ray.shards import load_matrix
+
+            return load_matrix(self.out_dir)
+        return self.vectors
+
+    def lines(self, source=None) -> list[str]:
+        s = self.settings
+        if self.engine == "local":
+            lines = [self.read_line(source),
+                     f"encoded with {s.describe()}: {self.encoding.summary(s.max_length)}"]
+            if self.encoding.cache_dir:
+                lines.append(f"embeddings cached in {self.encoding.cache_dir} ({self.dimension} dims)")
+            return lines + ([self.fidelity] if self.fidelity else [])
+        return [self.read_line(source), f"encoded with {s.describe()}: {self.pool_line()}",
+                f"vectors in {self.out_dir} (Parquet: row, key, tokens, vector; {self.dimension} dims)",
+                *self.import_lines()]
+
+
+@dataclass
+class PredictResult(RunResult):
+    out: str = ""  # local: the table; ray: the directory of Parquet shards
+    added: int | None = None  # local, with co-occurrence rules: labels they added
+
+    def lines(self, source=None) -> list[str]:
+        if self.engine == "local":
+            extra = f"; rules added {self.added:,} labels" if self.added is not None else ""
+            return [self.read_line(source), f"embeddings: {self.encoding.summary(self.settings.max_length)}",
+                    f"wrote {self.texts:,} predictions to {self.out}{extra}"]
+        return [self.read_line(source), f"predicted with {self.settings.describe()}: {self.pool_line()}",
+                f"wrote {self.texts:,} predictions to {self.out} (Parquet shards; row is 1-based, as in predict)",
+                *self.import_lines()]
+
+
+__all__ = ["EncodeResult", "PredictResult", "RunResult"]
