@@ -3,11 +3,14 @@ and the saved folder predicts what the trained network predicted."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from embedclf.data import DataOptions
-from embedclf.finetune import BlockLoss, FineTuneSettings, block_loss, finetune
+from embedclf.errors import EmbedclfError
+from embedclf.finetune import BlockLoss, FineTuner, FineTuneSettings, block_loss, finetune
 from embedclf.model import TextClassifier
 
 ROWS = [("i love this great movie", "pos", "film|good"), ("what a terrible bad film", "neg", "film|bad"),
@@ -98,3 +101,52 @@ def test_the_loss_is_the_mlp_heads_per_row_nll_with_balanced_positive_weights():
     p = 1 / (1 + np.exp(-logits[:, 3:]))
     bce = -(pos_weight * Y[:, 3:] * np.log(p) + (1 - Y[:, 3:]) * np.log(1 - p)).sum(axis=1)
     assert float(loss) == pytest.approx((cross_entropy + bce).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=0), "--epochs must be at least 1, got 0"),
+    (dict(batch_size=0), "--batch-size must be at least 1, got 0"),
+    (dict(lr=0.0), "--lr must be positive, got 0.0"),
+    (dict(head_lr=-1e-3), "--head-lr must be positive"),
+    (dict(warmup=1.0), r"--warmup must be in \[0, 1\), got 1.0"),
+    (dict(max_length=0), "--max-length must be at least 1"),
+    (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (dict(pos_weight="auto"), "--pos-weight 'auto' is not one of: balanced"),
+    (dict(checkpoint_every=-1), "--checkpoint-every must be at least 0"),
+    (dict(max_steps=0), "--max-steps must be at least 1"),
+    (dict(epochs=1.5), "--epochs must be a whole number at least 1"),
+])
+def test_bad_settings_are_one_line_errors_when_made(change, message):
+    with pytest.raises(EmbedclfError, match=message):
+        FineTuneSettings(**change)
+
+
+def test_settings_are_frozen_and_max_length_is_checked_against_the_model(tiny_model):
+    from dataclasses import FrozenInstanceError
+
+    from embedclf.labels import LabelSpace, TargetSpace
+
+    with pytest.raises(FrozenInstanceError):
+        FineTuneSettings().epochs = 5
+    space = LabelSpace([TargetSpace("sentiment", "multiclass", ["neg", "pos"])])
+    with pytest.raises(EmbedclfError, match="--max-length 512 is above the 128 tokens"):
+        FineTuner(settings(tiny_model, max_length=512), space, say=print)
+
+
+def test_eta_message_does_not_break_the_progress_bar(monkeypatch):
+    """The bar is cleared while the message is said and redrawn after, instead of the message landing on its line."""
+    import io
+    import sys
+
+    from tqdm.auto import tqdm
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    tuner = FineTuner.__new__(FineTuner)  # only what _say_eta uses: no model
+    tuner.settings, tuner.device, tuner.say = FineTuneSettings(batch_size=8), "cpu", lambda m: print(m, file=sys.stderr)
+    bar = tqdm(total=10, desc="epoch 1/2", file=sys.stderr, disable=False)
+    bar.update(5)
+    tuner._say_eta(0.5, 120, bar)
+    bar.close()
+    said = [part for part in re.split(r"[\r\n]", stream.getvalue()) if "per epoch" in part]
+    assert said == ["about 1.0 min per epoch on cpu (0.50s per step of 8)"]

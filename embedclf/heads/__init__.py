@@ -8,9 +8,8 @@ the parameters a head takes, so a caller passes e.g. ``random_state`` only where
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 from embedclf.errors import EmbedclfError
+from embedclf.heads.params import check_value
 
 HEAD_NAMES = ("logreg", "svm", "knn", "mlp", "chain")
 # parameters whose command-line option is not ``--`` plus the name with dashes
@@ -55,47 +54,9 @@ def make_head(name: str, **params):
         shown = ", ".join(sorted(accepted, key=str.lower))
         raise EmbedclfError(f"the {name} head takes no {', '.join(map(repr, unknown))}; it takes: {shown}")
     for key, value in params.items():
-        _check(cls, key, value)
+        if key in cls._parameter_constraints:
+            check_value(option(key), value, cls._parameter_constraints[key], cls.__name__)
     return cls(**params)
-
-
-def _check(cls, key: str, value) -> None:
-    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
-
-    constraints = cls._parameter_constraints.get(key)
-    if constraints is None:
-        return
-    try:
-        validate_parameter_constraints({key: constraints}, {key: value}, caller_name=cls.__name__)
-    except InvalidParameterError as error:
-        raise EmbedclfError(_friendly(option(key), value, constraints, error)) from None
-
-
-def _friendly(name: str, value, constraints, error) -> str:
-    """One line for a bad value: ``--loss 'hinge' is not one of: bce, focal``, ``--C must be positive, got -1``."""
-    from sklearn.utils._param_validation import Interval, StrOptions
-
-    choices = [c for c in constraints if isinstance(c, StrOptions)]
-    ranges = [c for c in constraints if isinstance(c, Interval)]
-    if isinstance(value, str) and choices:
-        return f"{name} {value!r} is not one of: {', '.join(sorted(choices[0].options))}"
-    if ranges and isinstance(value, Real) and not isinstance(value, bool):
-        bound = ranges[0]
-        kind = "a whole number " if bound.type is Integral and not isinstance(value, Integral) else ""
-        return f"{name} must be {kind}{_describe(bound)}, got {value!r}"
-    return f"{name} must be {str(error).split(' must be ', 1)[-1]}"
-
-
-def _describe(interval) -> str:
-    low, high, closed = interval.left, interval.right, interval.closed
-    if high is None:
-        if low == 0 and closed in ("neither", "right"):
-            return "positive"
-        return f"at least {low}" if closed in ("left", "both") else f"above {low}"
-    if low is None:
-        return f"at most {high}" if closed in ("right", "both") else f"below {high}"
-    return (f"in {'[' if closed in ('left', 'both') else '('}{low}, {high}"
-            f"{']' if closed in ('right', 'both') else ')'}")
 
 
 def head_name(head) -> str:
