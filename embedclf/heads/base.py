@@ -39,6 +39,19 @@ def column_rates(Y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
     return np.average(Y, axis=0, weights=sample_weight).astype(np.float32)
 
 
+def class_weight_by_index(class_weight, classes):
+    """``class_weight`` for estimators fitted on class indices: a dict's keys are classes of 1-D ``y``."""
+    if not isinstance(class_weight, dict):
+        return class_weight
+    if classes is None:
+        raise ValueError("class_weight as a dict needs 1-D class labels y; use 'balanced' for block targets")
+    index = {label: i for i, label in enumerate(classes.tolist())}
+    unknown = [key for key in class_weight if key not in index]
+    if unknown:
+        raise ValueError(f"class_weight names classes not in y: {unknown!r}")
+    return {index[key]: weight for key, weight in class_weight.items()}
+
+
 def _targets(y, layout):
     """``y`` checked as classification targets: a column vector becomes 1-D (with scikit-learn's
     warning) unless a ``layout`` says it is a one-column block."""
@@ -58,17 +71,18 @@ def _targets(y, layout):
 class BlockHead(ClassifierMixin, BaseEstimator):
     """Base class: subclasses implement ``_fit_blocks(X, Y, sample_weight, **fit_params)`` and
     ``_predict_blocks(X)``, and set ``supports_sample_weight`` when they honour ``sample_weight``
-    (their ``fit`` then names it, so that scikit-learn sees it)."""
+    (their ``fit`` then names it, so that scikit-learn sees it) or else may say why not."""
 
     _parameter_constraints: dict = {}
     supports_sample_weight = False
+    no_sample_weight_reason = ""
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, layout=None, **fit_params):
         """Fit on ``X`` and ``y``: classes (1-D), a 0/1 indicator matrix, or a block matrix with its ``layout``."""
         sample_weight = fit_params.pop("sample_weight", None)
         if sample_weight is not None and not self.supports_sample_weight:
-            raise TypeError(f"{type(self).__name__} does not support sample_weight{self._no_weights_reason()}")
+            raise TypeError(f"{type(self).__name__} does not support sample_weight{self.no_sample_weight_reason}")
         X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
@@ -80,9 +94,6 @@ class BlockHead(ClassifierMixin, BaseEstimator):
         self.target_dtype_ = None if self.classes_ is not None else str(y.dtype)
         self._fit_blocks(X, Y, sample_weight=sample_weight, **fit_params)
         return self
-
-    def _no_weights_reason(self) -> str:
-        return ""
 
     def predict_proba(self, X) -> np.ndarray:
         """One probability per label column: each one-hot block sums to 1."""

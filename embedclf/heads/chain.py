@@ -61,8 +61,7 @@ class ChainHead(BlockHead):
         self.C = C
         self.random_state = random_state
 
-    def _no_weights_reason(self) -> str:
-        return ": ClassifierChain passes it to its links only under metadata routing"
+    no_sample_weight_reason = ": ClassifierChain passes it to its links only under metadata routing"
 
     def _base(self):
         return LogisticRegression(C=self.C, max_iter=1000) if self.base == "logreg" else LinearSVC(C=self.C)

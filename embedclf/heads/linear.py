@@ -19,7 +19,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from embedclf.heads.base import BlockHead, column_rates, fill_class_proba, single_class_columns
+from embedclf.heads.base import (BlockHead, class_weight_by_index, column_rates, fill_class_proba,
+                                 single_class_columns)
 from embedclf.labels import MULTICLASS, iter_blocks
 
 CLASS_WEIGHT = [StrOptions({"balanced"}), dict, None]
@@ -76,19 +77,6 @@ class _PerBlockHead(BlockHead):
                         out[:, column] = estimator.predict_proba(X)[:, 1]
         return out
 
-    def _class_weight_by_index(self):
-        """``class_weight`` for estimators fitted on class indices: a dict's keys are classes of ``y``."""
-        if not isinstance(self.class_weight, dict):
-            return self.class_weight
-        if self.classes_ is None:
-            raise ValueError("class_weight as a dict needs 1-D class labels y; use 'balanced' for block targets")
-        index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        unknown = [key for key in self.class_weight if key not in index]
-        if unknown:
-            raise ValueError(f"class_weight names classes not in y: {unknown!r}")
-        return {index[key]: weight for key, weight in self.class_weight.items()}
-
-
 def _weights(sample_weight) -> dict:
     return {} if sample_weight is None else {"sample_weight": sample_weight}
 
@@ -109,7 +97,8 @@ class LogRegHead(_PerBlockHead):
         return super().fit(X, y, layout=layout, sample_weight=sample_weight)
 
     def _estimator(self):
-        return LogisticRegression(C=self.C, class_weight=self._class_weight_by_index(), max_iter=self.max_iter)
+        class_weight = class_weight_by_index(self.class_weight, self.classes_)
+        return LogisticRegression(C=self.C, class_weight=class_weight, max_iter=self.max_iter)
 
     @property
     def n_iter_(self) -> int:
@@ -145,7 +134,7 @@ class SVMHead(_PerBlockHead):
 
     def _row_weights(self, y, sample_weight):
         """``sample_weight`` times the weight of each row's class (``None`` when neither is set)."""
-        class_weight = self._class_weight_by_index()
+        class_weight = class_weight_by_index(self.class_weight, self.classes_)
         if class_weight is None:
             return sample_weight
         classes = np.unique(y)
@@ -195,8 +184,7 @@ class KNNHead(_PerBlockHead):
         self.weights = weights
         self.metric = metric
 
-    def _no_weights_reason(self) -> str:
-        return ": neighbours vote by count or distance, not by row weight"
+    no_sample_weight_reason = ": neighbours vote by count or distance, not by row weight"
 
     def _fit_blocks(self, X, Y, sample_weight=None):
         if self.n_neighbors > len(X):

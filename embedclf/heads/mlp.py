@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from embedclf.heads.base import BlockHead
+from embedclf.heads.base import BlockHead, class_weight_by_index
 from embedclf.heads.losses import BlockLoss, balanced_weights
 from embedclf.labels import block_probabilities
 
@@ -125,12 +125,8 @@ class MLPHead(BlockHead):
         if self.class_weight == "balanced":
             weights = balanced_weights(self.layout_, Y, sample_weight=W)
         elif isinstance(self.class_weight, dict):
-            if self.classes_ is None:
-                raise ValueError("class_weight as a dict needs 1-D class labels y; use 'balanced' for block targets")
-            unknown = [key for key in self.class_weight if key not in set(self.classes_.tolist())]
-            if unknown:
-                raise ValueError(f"class_weight names classes not in y: {unknown!r}")
-            weights = [np.array([self.class_weight.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)]
+            by_index = class_weight_by_index(self.class_weight, self.classes_)
+            weights = [np.array([by_index.get(i, 1.0) for i in range(len(self.classes_))], dtype=np.float64)]
         return BlockLoss(self.layout_, weights, focal=self.loss == "focal", gamma=self.gamma, alpha=self.alpha,
                          device=device)
 
