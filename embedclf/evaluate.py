@@ -227,3 +227,14 @@ def compare_reports(before: dict, after: dict) -> str:
         for metric in HEADLINE[target["kind"]]:
             add(name, metric, target.get(metric), other.get(metric))
     return "\n".join(_table(["target", "metric", "before", "after", "delta"], rows, indent="", left=2))
+
+
+def format_evaluation(report: dict, rules=None, top: int = 30) -> str:
+    """What ``embedclf evaluate`` prints: the report, and with co-occurrence rules the before/after table."""
+    text = format_report(report, top=top)
+    if "before_rules" in report:
+        changed = report["rules"]
+        text += (f"\n\nco-occurrence rules ({rules.summary() if rules is not None else 'stored with the model'}): "
+                 f"added {changed['labels_added']:,} labels on {changed['rows_changed']:,} rows\n")
+        text += compare_reports(report["before_rules"], report)
+    return text

@@ -147,3 +147,38 @@ def _headline(report: dict) -> dict:
     """The scalar metrics of a report, per target: what a manifest keeps of validation."""
     return {name: {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
             for name, metrics in report["targets"].items()}
+
+
+def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, data_options: DataOptions, *,
+              valid=None, cooccur=None, cache=None, say: Callable[[str], None] | None = None) -> TextClassifier:
+    """``embedclf fit``: read TRAIN (and ``valid``), fit ``head`` through the cache, save the folder ``out``.
+
+    Every setting was validated when it was built, so a mistake fails here before any model loads.
+    """
+    from embedclf.io import check_output_dir
+
+    say = say or (lambda message: None)
+    check_output_dir(out)
+    rules = None
+    if cooccur is not None:
+        from embedclf.postprocess.cooccur import CooccurrenceRules
+
+        rules = CooccurrenceRules.load(cooccur)
+    encoder = Encoder(encoder_settings, cache=cache)
+    train = data_options.load(train_path, require_labels=True)
+    say(train.summary())
+    valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
+    if valid_data is not None:
+        say(valid_data.summary())
+    classifier = fit_classifier(train, head, encoder, settings, data_options=data_options, valid=valid_data,
+                                rules=rules, say=say)
+    for target, metrics in classifier.info.get("validation", {}).items():
+        if isinstance(metrics, dict):
+            shown = {k: metrics[k] for k in ("micro_f1", "macro_f1", "accuracy") if metrics.get(k) is not None}
+            say(f"validation {target}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    classifier.save(out)
+    from embedclf.heads import head_name
+
+    say(f"saved {head_name(head)} model for {classifier.space.task} "
+        f"({', '.join(map(str, classifier.space.sizes))} labels) to {out}")
+    return classifier

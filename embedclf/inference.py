@@ -53,3 +53,43 @@ def evaluate_dataset(classifier: TextClassifier, dataset: Dataset, say: Callable
         report["rules"] = {"labels_added": int(added.sum()), "rows_changed": int(added.any(axis=1).sum())}
     report["unseen_labels"] = {t: dict(c) for t, c in unseen.items()}
     return report
+
+
+def load_classifier(model_dir, *, encoder_overrides: dict | None = None, cache=None, cooccur=None) -> TextClassifier:
+    """A model folder ready to predict: ``encoder_overrides`` (model, device, batch_size, backend, precision;
+    None keeps the model's) change how it encodes, ``cooccur`` replaces its co-occurrence rules."""
+    overrides = {k: v for k, v in (encoder_overrides or {}).items() if v is not None}
+    classifier = TextClassifier.load(model_dir, cache=cache, **overrides)
+    if cooccur is not None:
+        from embedclf.postprocess.cooccur import CooccurrenceRules, check_rules_fit
+
+        classifier.rules = CooccurrenceRules.load(cooccur)
+        check_rules_fit(classifier.rules, classifier.space, cooccur)
+    return classifier
+
+
+def data_options_for(classifier: TextClassifier, overrides: dict | None = None):
+    """The data options the model was fitted with, with the given ``overrides`` (None: keep) on top."""
+    from dataclasses import replace
+
+    return replace(classifier.data_options, **{k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encoder_overrides: dict | None = None,
+                  cache=None, cooccur=None, report_path=None, say: Callable[[str], None] | None = None):
+    """``embedclf evaluate``: ``(classifier, report)`` of the model folder on labelled data at ``path``;
+    the report is also written as JSON to ``report_path`` when given."""
+    import json
+
+    from embedclf.io import atomic_write_text
+
+    say = say or (lambda message: None)
+    classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides, cache=cache, cooccur=cooccur)
+    dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True)
+    say(dataset.summary())
+    report = evaluate_dataset(classifier, dataset, say=say)
+    say(f"embeddings: {classifier.encoder.last_report.summary(classifier.encoder.max_length)}")
+    if report_path is not None:
+        atomic_write_text(report_path, json.dumps(report, indent=2))
+        say(f"wrote report to {report_path}")
+    return classifier, report

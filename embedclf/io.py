@@ -87,3 +87,14 @@ def check_table_path(path: str | Path) -> Path:
     if path.is_dir():
         raise EmbedclfError(f"{path}: is a directory")
     return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Fail before any work if ``path`` cannot become a folder: an existing file, or a parent we cannot write."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EmbedclfError(f"{path}: exists and is a file; --out names a folder")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise EmbedclfError(f"{parent}: not writable; choose another --out")
+    return path

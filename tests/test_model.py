@@ -175,7 +175,7 @@ def test_cli_errors_for_models_are_one_line(tmp_path):
                            "output must end in one of"),
                           (["fit", tmp_path / "d.csv", "--out", tmp_path / "m"], "needs labels"),
                           (["fit", tmp_path / "d.csv", "--label-col", "text", "--head", "tree", "--out", tmp_path / "m"],
-                           "unknown head 'tree'")]:
+                           "'tree' is not one of 'logreg'")]:
         result = run(*args, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr

@@ -1,16 +1,36 @@
-"""The ``embedclf`` command line: parsing only; every command delegates to the Python API."""
+"""The ``embedclf`` command line: parsing only; every command builds settings and calls one API function.
+
+``main`` is the one place that turns failures into exit statuses: a usage error prints click's short
+usage message (exit 2), an ``EmbedclfError`` one ``embedclf: error: ...`` line (exit 2), Ctrl-C one
+line (exit 130). Anything else is a bug and keeps its traceback. typer vendors click as
+``typer._click``: its exceptions are the ones raised here, not the separate ``click`` package's.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Optional
 
 import typer
+from typer._click import exceptions as click_errors
 
+from embedclf import __version__
 from embedclf.errors import EmbedclfError
 
 app = typer.Typer(name="embedclf", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,
                   help="Text classification on cached sentence embeddings: encode once, fit many heads.")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"embedclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = None) -> None:
+    """Text classification on cached sentence embeddings: encode once, fit many heads."""
 
 
 def _register() -> None:
@@ -22,20 +42,18 @@ def main() -> None:
     _register()
     try:
         app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # a bare ``embedclf`` (or group): the help is the answer
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click_errors.ClickException as exc:  # usage errors: unknown option or command, a bad value
+        exc.show()
+        sys.exit(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
     except EmbedclfError as exc:
         print(f"embedclf: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("embedclf: interrupted; everything already encoded stays cached", file=sys.stderr)
+    except (KeyboardInterrupt, typer.Abort):
+        print("\nembedclf: interrupted; what was already encoded stays cached, and the next run resumes",
+              file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise

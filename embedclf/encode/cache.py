@@ -271,3 +271,15 @@ def format_age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f}{unit} ago"
     return f"{seconds:.0f}s ago"
+
+
+def format_spaces(spaces: list[SpaceInfo]) -> str:
+    """``embedclf cache info``'s table: a line per space, its size, age, model and setting."""
+    lines = [f"{'space':<16}  {'entries':>9}  {'size':>9}  {'modified':>9}  model"]
+    for info in spaces:
+        c = info.config
+        setting = f"{c.get('pooling')}, {c.get('max_length')} tok, {c.get('backend', 'torch')} " \
+                  f"{c.get('precision')}" + ("" if c.get("normalize", True) else ", unnormalised")
+        lines.append(f"{info.id:<16}  {info.entries:>9,}  {info.size_bytes / 2**20:>7.1f}MB  "
+                     f"{format_age(info.modified):>9}  {c.get('model')} [{str(c.get('fingerprint', ''))[:12]}] ({setting})")
+    return "\n".join(lines)
