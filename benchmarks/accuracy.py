@@ -26,7 +26,7 @@ from embedclf.data import DataOptions, Dataset  # noqa: E402
 from embedclf.encode.encoder import Encoder  # noqa: E402
 from embedclf.evaluate import evaluate  # noqa: E402
 from embedclf.fit import fit_classifier, validation_split  # noqa: E402
-from embedclf.heads import make_head  # noqa: E402
+from embedclf.heads import head_params, make_head  # noqa: E402
 from embedclf.labels import LabelSpace  # noqa: E402
 from embedclf.postprocess.cooccur import learn_rules  # noqa: E402
 from embedclf.postprocess.thresholds import tune_thresholds  # noqa: E402
@@ -107,7 +107,8 @@ def _decisions(classifier, scores, thresholds, rules):
 def run_head(split: Split, label: str, encoder: Encoder, rules) -> list[dict]:
     """Fit one head, then score the test set at 0.5, tuned for macro and tuned for micro, without/with rules."""
     name, params = HEADS[label]
-    head = make_head(name, random_state=0, **params)
+    seeded = {"random_state": 0} if "random_state" in head_params(name) else {}
+    head = make_head(name, **seeded, **params)
     classifier = fit_classifier(split.train, head, encoder, data_options=split.options, valid=split.valid)
     space = classifier.space
     X_valid, X_test = encoder.encode(split.valid.texts), encoder.encode(split.test.texts)

@@ -17,11 +17,11 @@ def cooccur(
     out: Annotated[Path, typer.Option(help="Rules file (JSON) to write.")],
     threshold: Annotated[str, typer.Option(
         help="Minimum P(B | A) for a rule A -> B, or 'auto' to pick it on --valid with --model-dir.")] = "0.9",
-    min_support: Annotated[int, typer.Option(help="Minimum documents with A.")] = 5,
+    min_support: Annotated[int, typer.Option(min=1, help="Minimum documents with A.")] = 5,
     target: Annotated[Optional[str], typer.Option(help="Multi-label target to learn from [default: the first].")] = None,
     graph: Annotated[Optional[Path], typer.Option(help="Draw the strongest rules to this PNG.")] = None,
     graphml: Annotated[Optional[Path], typer.Option(help="Export the rule graph as GraphML.")] = None,
-    top: Annotated[int, typer.Option(help="Rules drawn in --graph.")] = 100,
+    top: Annotated[int, typer.Option(min=1, help="Rules drawn in --graph.")] = 100,
     valid: Annotated[Optional[Path], typer.Option(help="Validation data for --threshold auto.")] = None,
     model_dir: Annotated[Optional[Path], typer.Option(help="Fitted model whose validation micro-F1 --threshold auto "
                                                            "maximises.")] = None,
@@ -30,34 +30,13 @@ def cooccur(
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
 ):
     """Learn rules A -> B where P(B | A) >= threshold in TRAIN's labels; apply them with --cooccur."""
-    from embedclf.errors import EmbedclfError
-    from embedclf.postprocess.cooccur import learn_rules, tune_rule_threshold
+    from embedclf.postprocess.cooccur import rules_from_files
 
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
-    if threshold == "auto":
-        if valid is None or model_dir is None:
-            raise EmbedclfError("--threshold auto needs --valid FILE and --model-dir MODEL_DIR")
-        from embedclf.model import TextClassifier
-
-        classifier = TextClassifier.load(model_dir, cache=cache)
-        if not label_col:  # read like the model was fitted, unless told otherwise
-            options = classifier.data_options
-        dataset = options.load(train, require_labels=True)
-        say(dataset.summary())
-        rules, curve = tune_rule_threshold(dataset, classifier, options.load(valid, require_labels=True),
-                                           min_support, target)
-        typer.echo(f"{'threshold':>9}  {'rules':>5}  {'micro_f1':>8}  {'macro_f1':>8}")
-        for point in curve:
-            shown = "none" if point["threshold"] is None else f"{point['threshold']:.2f}"
-            typer.echo(f"{shown:>9}  {point['n_rules']:>5}  {point['micro_f1']:>8.4f}  {point['macro_f1']:>8.4f}")
-    else:
-        try:
-            value = float(threshold)
-        except ValueError:
-            raise EmbedclfError(f"--threshold must be a number in (0, 1] or 'auto', got {threshold!r}") from None
-        dataset = options.load(train, require_labels=True)
-        say(dataset.summary())
-        rules = learn_rules(dataset, value, min_support, target)
+    rules, curve = rules_from_files(train, options, threshold=threshold, min_support=min_support, target=target,
+                                    valid=valid, model_dir=model_dir, cache=cache, say=say)
+    if curve is not None:
+        typer.echo(format_curve(curve))
     say(rules.summary())
     for rule in rules.rules_[:10]:
         say(f"  {rule['antecedent']} -> {rule['consequent']}  {rule['confidence']:.3f} ({rule['joint']}/{rule['support']})")
@@ -71,3 +50,11 @@ def cooccur(
     if graph is not None:
         rules.plot(graph, top=top)
         say(f"drew the strongest {min(top, len(rules.rules_))} rules to {graph}")
+
+
+def format_curve(curve: list[dict]) -> str:
+    lines = [f"{'threshold':>9}  {'rules':>5}  {'micro_f1':>8}  {'macro_f1':>8}"]
+    for point in curve:
+        shown = "none" if point["threshold"] is None else f"{point['threshold']:.2f}"
+        lines.append(f"{shown:>9}  {point['n_rules']:>5}  {point['micro_f1']:>8.4f}  {point['macro_f1']:>8.4f}")
+    return "\n".join(lines)

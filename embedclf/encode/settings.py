@@ -121,10 +121,11 @@ class EncoderSettings:
         if self.resolved and device is None:
             return self
         ref = self.ref or resolve_model(self.model, memo_file)
+        elsewhere = device not in (None, "auto")  # another machine's device: taken as given, not probed here
         device = device or self.device
         if self.backend == "onnx" or device == "cpu":
             device = "cpu"
-        elif device == "auto" or device.startswith("cuda"):
+        elif not elsewhere:
             device = resolve_device(device)
         precision = auto_precision(self.backend, device) if self.precision == "auto" else self.precision
         return replace(self, ref=ref, pooling=self.pooling or ref.pooling, max_length=self.max_length or ref.max_length,

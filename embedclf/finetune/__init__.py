@@ -17,9 +17,9 @@ keeps of it), :mod:`.trainer` (the training loop), :mod:`.checkpoints` (resuming
 (:func:`finetune`, which trains and writes the folder).
 """
 
-from embedclf.finetune.run import finetune
+from embedclf.finetune.run import finetune, finetune_files
 from embedclf.finetune.settings import FineTuneSettings
 from embedclf.finetune.trainer import FineTuner, block_loss
 from embedclf.heads.losses import BlockLoss
 
-__all__ = ["BlockLoss", "FineTuneSettings", "FineTuner", "block_loss", "finetune"]
+__all__ = ["BlockLoss", "FineTuneSettings", "FineTuner", "block_loss", "finetune", "finetune_files"]

@@ -69,3 +69,30 @@ def _save_folder(tuner: FineTuner, out: Path, info: dict, data_options, threshol
         classifier.save(out, bundle={"encoder": staging})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def finetune_files(train_path, out, settings: FineTuneSettings, fit_settings, data_options: DataOptions, *,
+                   valid=None, resume: bool = False, cache=None, say: Callable[[str], None] | None = None):
+    """``embedclf finetune``: read TRAIN (and ``valid``), fine-tune, save the folder ``out``.
+
+    ``fit_settings`` (:class:`~embedclf.fit.FitSettings`) says how to validate and decide, as for ``fit``;
+    every setting was checked when it was built, so a mistake fails before any model loads.
+    """
+    from embedclf.io import check_output_dir
+
+    say = say or (lambda message: None)
+    check_output_dir(out)
+    train = data_options.load(train_path, require_labels=True)
+    say(train.summary())
+    valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
+    if valid_data is not None:
+        say(valid_data.summary())
+    fit_settings.check_validation(valid_data)
+    classifier = finetune(train, settings, out, data_options=data_options, valid=valid_data,
+                          valid_split=fit_settings.valid_split, tune_thresholds=fit_settings.tune_thresholds,
+                          tune_for=fit_settings.tune_for, threshold=fit_settings.threshold, resume=resume, cache=cache,
+                          say=say)
+    details = classifier.info["finetune"]
+    say(f"fine-tuned {details['steps']} steps in {details['seconds']:.0f}s; kept epoch {details['best_epoch']}; "
+        f"saved to {out}")
+    return classifier
