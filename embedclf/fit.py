@@ -104,7 +104,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
                                                             settings.tune_thresholds, settings.seed, say,
                                                             settings.tune_for)
     if rules is not None:
-        from embedclf.postprocess.cooccur import check_rules_fit
+        from embedclf.postprocess.model_rules import check_rules_fit
 
         check_rules_fit(rules, space, rules.source_)
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
@@ -161,7 +161,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
     check_output_dir(out)
     rules = None
     if cooccur is not None:
-        from embedclf.postprocess.cooccur import CooccurrenceRules
+        from embedclf.postprocess.rules import CooccurrenceRules
 
         rules = CooccurrenceRules.load(cooccur)
     encoder = Encoder(encoder_settings, cache=cache)

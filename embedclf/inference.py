@@ -61,7 +61,8 @@ def load_classifier(model_dir, *, encoder_overrides: dict | None = None, cache=N
     overrides = {k: v for k, v in (encoder_overrides or {}).items() if v is not None}
     classifier = TextClassifier.load(model_dir, cache=cache, **overrides)
     if cooccur is not None:
-        from embedclf.postprocess.cooccur import CooccurrenceRules, check_rules_fit
+        from embedclf.postprocess.model_rules import check_rules_fit
+        from embedclf.postprocess.rules import CooccurrenceRules
 
         classifier.rules = CooccurrenceRules.load(cooccur)
         check_rules_fit(classifier.rules, classifier.space, cooccur)

@@ -70,7 +70,7 @@ class TextClassifier:
         """0/1 decisions from scores; with co-occurrence rules also the matrix of labels they added."""
         Y = block_decisions(scores, self.space.layout, self.thresholds, self.at_least_one)
         if rules and self.rules is not None:
-            from embedclf.postprocess.cooccur import apply_rules
+            from embedclf.postprocess.model_rules import apply_rules
 
             return apply_rules(self.rules, Y, self.space)
         return Y, None
@@ -132,7 +132,7 @@ class TextClassifier:
         encoder.settings.check_matches(record, str(directory))
         rules = None
         if RULES_FILE in blobs:
-            from embedclf.postprocess.cooccur import CooccurrenceRules
+            from embedclf.postprocess.rules import CooccurrenceRules
 
             rules = CooccurrenceRules.from_json(blobs[RULES_FILE].decode())
         return cls(encoder, head, LabelSpace.from_dict(manifest["targets"]),

@@ -142,7 +142,7 @@ def test_predict_on_ray_writes_what_local_predict_writes_on_the_device_asked_int
     fit_classifier(options.load(go_slice, require_labels=True), make_head("logreg"),
                    Encoder(tiny(tiny_model), cache=tmp_path / "fit-cache"), data_options=options).save(tmp_path / "m")
     on_cpu = dict(device="cpu")
-    local = predict_data(tmp_path / "m", go_slice, tmp_path / "local.parquet", cache=False, encoder_overrides=on_cpu)
+    predict_data(tmp_path / "m", go_slice, tmp_path / "local.parquet", cache=False, encoder_overrides=on_cpu)
     result = predict_data(tmp_path / "m", go_slice, tmp_path / "p", RAY, cache=tmp_path / "cache",
                           encoder_overrides=on_cpu)
     assert result.texts == 300 and result.settings.device == "cpu"

@@ -30,7 +30,7 @@ def cooccur(
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
 ):
     """Learn rules A -> B where P(B | A) >= threshold in TRAIN's labels; apply them with --cooccur."""
-    from embedclf.postprocess.cooccur import rules_from_files
+    from embedclf.postprocess.rules_command import rules_from_files
 
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
     rules, curve = rules_from_files(train, options, threshold=threshold, min_support=min_support, target=target,

@@ -43,6 +43,9 @@ class Pooling(str, Enum):
     max = "max"
 
 
+# The int8 recipe's name (see backends/onnx.py): it names the export folder and is part of the int8 cache
+# space's key, so vectors of an older recipe are never mixed with the current one's. Change it with the recipe.
+INT8_RECIPE = "int8-v2"
 PRECISIONS = {"torch": ("auto", "fp32", "fp16", "bf16"), "onnx": ("auto", "fp32", "int8")}
 
 
@@ -152,8 +155,6 @@ class EncoderSettings:
         key = {"fingerprint": ref.fingerprint, "pooling": self.pooling, "max_length": self.max_length,
                "normalize": self.normalize, "precision": self.precision, "backend": self.backend}
         if self.backend == "onnx" and self.precision == "int8":
-            from embedclf.encode.backends.onnx import INT8_RECIPE
-
             key["quantization"] = INT8_RECIPE  # a new recipe makes new vectors: a space of their own
         return key
 

@@ -114,3 +114,24 @@ class BlockHead(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+class EstimatorPerBlockHead(BlockHead):
+    """A head holding ``estimators_``, one entry per block, and ``column_rates_`` (training rates, the
+    probability of labels no estimator could learn). Prediction is the same loop for all of them: a
+    multi-class block asks its classifier, a multi-label block the subclass's :meth:`_predict_labels`."""
+
+    def _predict_blocks(self, X):
+        from embedclf.labels import MULTICLASS, iter_blocks
+
+        out = np.tile(self.column_rates_, (len(X), 1))
+        for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
+            if kind == MULTICLASS:
+                fill_class_proba(out, block, fitted, X)
+            else:
+                self._predict_labels(out, np.arange(block.start, block.stop), fitted, X)
+        return out
+
+    def _predict_labels(self, out: np.ndarray, columns: np.ndarray, fitted, X) -> None:
+        """Write the probabilities of one multi-label block's ``columns`` from its ``fitted`` entry."""
+        raise NotImplementedError

@@ -17,7 +17,7 @@ from sklearn.multioutput import ClassifierChain
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from embedclf.heads.base import BlockHead, fill_class_proba, single_class_columns
+from embedclf.heads.base import EstimatorPerBlockHead, single_class_columns
 from embedclf.labels import MULTICLASS, iter_blocks
 
 ORDERS = ("random", "frequency", "cooccurrence")
@@ -43,7 +43,7 @@ def cooccurrence_order(Y: np.ndarray) -> np.ndarray:
     return np.asarray(order)
 
 
-class ChainHead(BlockHead):
+class ChainHead(EstimatorPerBlockHead):
     """Classifier chains (``base`` logreg or svm) over each multi-label block.
 
     ``sample_weight`` is not supported: scikit-learn's ``ClassifierChain`` passes it on to its
@@ -95,18 +95,11 @@ class ChainHead(BlockHead):
             self.estimators_.append((learnable, chains))
         return self
 
-    def _predict_blocks(self, X):
-        out = np.tile(self.column_rates_, (len(X), 1))
-        for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
-            columns = np.arange(block.start, block.stop)
-            if kind == MULTICLASS:
-                fill_class_proba(out, block, fitted, X)
-                continue
-            learnable, chains = fitted
-            if chains:
-                if self.base == "svm":  # margins, squashed to (0, 1): a score, not a calibrated probability
-                    scores = [1.0 / (1.0 + np.exp(-2.0 * chain.decision_function(X))) for chain in chains]
-                else:
-                    scores = [chain.predict_proba(X) for chain in chains]
-                out[:, columns[learnable]] = np.mean(scores, axis=0)
-        return out
+    def _predict_labels(self, out, columns, fitted, X):
+        learnable, chains = fitted
+        if chains:
+            if self.base == "svm":  # margins, squashed to (0, 1): a score, not a calibrated probability
+                scores = [1.0 / (1.0 + np.exp(-2.0 * chain.decision_function(X))) for chain in chains]
+            else:
+                scores = [chain.predict_proba(X) for chain in chains]
+            out[:, columns[learnable]] = np.mean(scores, axis=0)

@@ -19,14 +19,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from embedclf.heads.base import (BlockHead, class_weight_by_index, column_rates, fill_class_proba,
-                                 single_class_columns)
+from embedclf.heads.base import EstimatorPerBlockHead, class_weight_by_index, column_rates, single_class_columns
 from embedclf.labels import MULTICLASS, iter_blocks
 
 CLASS_WEIGHT = [StrOptions({"balanced"}), dict, None]
 
 
-class _PerBlockHead(BlockHead):
+class _PerBlockHead(EstimatorPerBlockHead):
     """Fits one estimator per multi-class block (on the class index) and per multi-label column."""
 
     native_multilabel = False  # True: one estimator takes a whole multi-label block at once
@@ -59,23 +58,17 @@ class _PerBlockHead(BlockHead):
             else:
                 self.estimators_.append([self._fit_label(X, part[:, j], sample_weight) for j in range(part.shape[1])])
 
-    def _predict_blocks(self, X):
-        out = np.tile(self.column_rates_, (len(X), 1))
-        for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
-            columns = np.arange(block.start, block.stop)
-            if kind == MULTICLASS:
-                fill_class_proba(out, block, fitted, X)
-            elif self.native_multilabel:
-                learnable, estimator = fitted
-                if estimator is not None:
-                    proba = estimator.predict_proba(X)
-                    proba = proba if isinstance(proba, list) else [proba]
-                    out[:, columns[learnable]] = np.column_stack([p[:, -1] for p in proba])
-            else:
-                for column, estimator in zip(columns, fitted):
-                    if estimator is not None:
-                        out[:, column] = estimator.predict_proba(X)[:, 1]
-        return out
+    def _predict_labels(self, out, columns, fitted, X):
+        if self.native_multilabel:
+            learnable, estimator = fitted
+            if estimator is not None:
+                proba = estimator.predict_proba(X)
+                proba = proba if isinstance(proba, list) else [proba]
+                out[:, columns[learnable]] = np.column_stack([p[:, -1] for p in proba])
+            return
+        for column, estimator in zip(columns, fitted):
+            if estimator is not None:
+                out[:, column] = estimator.predict_proba(X)[:, 1]
 
 def _weights(sample_weight) -> dict:
     return {} if sample_weight is None else {"sample_weight": sample_weight}

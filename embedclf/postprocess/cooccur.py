@@ -9,10 +9,10 @@
 """
 
 from embedclf.postprocess.auto_threshold import DEFAULT_GRID, select_threshold, tune_rule_threshold
-from embedclf.postprocess.model_rules import apply_rules, check_rules_fit, learn_rules, rules_from_files
+from embedclf.postprocess.model_rules import apply_rules, check_rules_fit, learn_rules
 from embedclf.postprocess.rule_inputs import RuleSettings
 from embedclf.postprocess.rules import CooccurrenceRules
 from embedclf.postprocess.rules_file import FORMAT
 
 __all__ = ["CooccurrenceRules", "DEFAULT_GRID", "FORMAT", "RuleSettings", "apply_rules", "check_rules_fit",
-           "learn_rules", "rules_from_files", "select_threshold", "tune_rule_threshold"]
+           "learn_rules", "select_threshold", "tune_rule_threshold"]

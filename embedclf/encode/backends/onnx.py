@@ -27,15 +27,13 @@ import numpy as np
 
 from embedclf.encode.batching import capped_batches
 from embedclf.encode.models import ModelRef
+from embedclf.encode.settings import INT8_RECIPE, EncoderSettings
 from embedclf.errors import EmbedclfError, missing_extra
 
 ONNX_PRECISIONS = ("fp32", "int8")
 MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "embedclf-onnx.json"
 OPSET = 17  # LayerNormalization is a single op from opset 17
 OUTPUT = "last_hidden_state"
-# The int8 recipe's name: it names the export folder and is part of the int8 cache space's key, so
-# vectors of an older recipe are never mixed with the current one's. Change it whenever _quantize does.
-INT8_RECIPE = "int8-v2"
 
 
 def require(module: str):
@@ -85,7 +83,6 @@ def _export(ref: ModelRef, target: Path) -> None:
     import torch
 
     from embedclf.encode.backends.torch import load_sentence_transformer
-    from embedclf.encode.settings import EncoderSettings
 
     fp32 = EncoderSettings(ref.name, ref=ref, pooling="mean", max_length=ref.max_length, device="cpu", precision="fp32")
     model = load_sentence_transformer(fp32)
