@@ -17,6 +17,7 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
+from embedclf.heads import check_fits_rows
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
 from embedclf.postprocess.thresholds import OBJECTIVES
@@ -107,6 +108,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         from embedclf.postprocess.model_rules import check_rules_fit
 
         check_rules_fit(rules, space, rules.source_)
+    check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path})
     fit_params = {"head__layout": space.layout}
@@ -117,7 +119,10 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
             fit_params["head__validation"] = (X_valid, Y_valid)
     start = time.perf_counter()
-    classifier.pipeline.fit(texts, Y, **fit_params)
+    try:
+        classifier.pipeline.fit(texts, Y, **fit_params)
+    except ValueError as exc:  # the head refused these data (scikit-learn's own checks): say so in one line
+        raise EmbedclfError(f"cannot fit the {type(head).__name__}: {' '.join(str(exc).split())[:300]}") from None
     seconds = time.perf_counter() - start
     encoded = encoder.last_report
     say(f"train embeddings: {encoded.summary(encoder.max_length)}")
@@ -165,6 +170,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
 
         rules = CooccurrenceRules.load(cooccur)
     encoder = Encoder(encoder_settings, cache=cache)
+    encoder.settings  # the model's files found and the settings checked against them, before any data is read
     train = data_options.load(train_path, require_labels=True)
     say(train.summary())
     valid_data = data_options.load(valid, require_labels=True) if valid is not None else None

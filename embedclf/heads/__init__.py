@@ -56,7 +56,21 @@ def make_head(name: str, **params):
     for key, value in params.items():
         if key in cls._parameter_constraints:
             check_value(option(key), value, cls._parameter_constraints[key], cls.__name__)
+    if name == "mlp" and "hidden" in params:  # each size, which the array-like constraint cannot say
+        from embedclf.heads.mlp import _hidden
+
+        try:
+            _hidden(params["hidden"])
+        except ValueError:
+            raise EmbedclfError(f"--hidden sizes must be at least 1, got {params['hidden']!r}") from None
     return cls(**params)
+
+
+def check_fits_rows(head, n_rows: int) -> None:
+    """Refuse, before any encoding, a head that cannot be fitted on ``n_rows`` training rows."""
+    neighbors = getattr(head, "n_neighbors", None)
+    if neighbors is not None and neighbors > n_rows:
+        raise EmbedclfError(f"--neighbors {neighbors} is more than the {n_rows:,} training rows; use at most {n_rows:,}")
 
 
 def head_name(head) -> str:
