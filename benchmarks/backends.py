@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         from embedclf.encode.encoder import Encoder
 
-        Encoder(backend="onnx", precision="int8", cache=False).model  # exports fp32, then quantises it
+        Encoder(backend="onnx", precision="int8", cache=False).embedder  # exports fp32, then quantises it
         return 0
     if args.variant:
         print(json.dumps(run_variant(*args.variant, args.texts, args.vectors)))

@@ -176,7 +176,7 @@ def run_embedclf(texts: list[str], warmup: list[str], device: str, cache_dir: st
     vectors, seconds = timed(encoder.encode, texts)
     report = encoder.last_report.as_dict()
     return vectors, seconds, {"warmup_seconds": warmup_seconds, "report": report,
-                              "padded": not encoder.model[0].can_flatten_inputs}
+                              "padded": not encoder.embedder.model[0].can_flatten_inputs}
 
 
 def run_cached(texts: list[str], device: str, cache_dir: str) -> tuple:
