@@ -217,3 +217,18 @@ def test_cache_shards_are_not_left_mapped(tiny_model, cache_dir):
     with open("/proc/self/maps") as maps:
         mapped = maps.read()
     assert not any(str(shard) in mapped for shard in shards)
+
+
+def test_the_same_model_spelled_differently_is_one_cache_space(tiny_model, cache_dir, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_model, copy)
+    texts = sample_texts(30)
+    make(tiny_model, cache_dir).encode(texts)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("models/tiny", "./models/tiny", str(copy)):
+        again = make(spelling, cache_dir)
+        again.encode(texts)
+        assert again.last_report.encoded == 0 and again._embedder is None, spelling
+    assert len(EmbeddingCache(cache_dir).spaces()) == 1
