@@ -17,6 +17,7 @@ from typer._click import exceptions as click_errors
 from embedclf import __version__
 from embedclf.errors import EmbedclfError
 
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 app = typer.Typer(name="embedclf", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Text classification on cached sentence embeddings: encode once, fit many heads.")
 
@@ -41,7 +42,11 @@ def _register() -> None:
 def main() -> None:
     _register()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130, and typer.Exit into its code
+        if code == INTERRUPTED:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click_errors.NoArgsIsHelpError as exc:  # a bare ``embedclf`` (or group): the help is the answer
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
@@ -54,6 +59,6 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         print("\nembedclf: interrupted; what was already encoded stays cached, and the next run resumes",
               file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

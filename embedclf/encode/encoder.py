@@ -132,9 +132,11 @@ class Encoder:
     def embedder(self):
         """The loaded backend (see ``encode/backends``); loading it loads the model."""
         if self._embedder is None:
+            from embedclf.console import status
             from embedclf.encode.backends import load_embedder
 
-            self._embedder = load_embedder(self.settings, self.export_root)
+            with status(f"loading {self.settings.model} ({self.backend} {self.precision})"):
+                self._embedder = load_embedder(self.settings, self.export_root)
         return self._embedder
 
     model = embedder  # the name older code used

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedclf.console import status
 from embedclf.encode.batching import capped_batches
 from embedclf.encode.models import ModelRef
 from embedclf.encode.settings import INT8_RECIPE, EncoderSettings
@@ -68,9 +69,12 @@ def ensure_export(ref: ModelRef, root: str | Path, precision: str) -> Path:
         for orphan in target.glob(".tmp-*"):  # left by an export that was killed
             orphan.unlink(missing_ok=True)
         if precision == "int8":
-            _quantize(ensure_export(ref, root, "fp32"), target)
+            source = ensure_export(ref, root, "fp32")
+            with status(f"quantising {ref.name} to int8 (once per model, kept in {target.parent})"):
+                _quantize(source, target)
         else:
-            _export(ref, target)
+            with status(f"exporting {ref.name} to ONNX (once per model, kept in {target.parent})"):
+                _export(ref, target)
     return target
 
 

@@ -1,0 +1,61 @@
+"""Ctrl-C ends a command with exit 130 and one line, and the next run resumes; status lines on a terminal."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import sample_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tiny_model, tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "texts.csv"
+    pd.DataFrame({"text": sample_texts(3000, seed=7)}).to_csv(data, index=False)
+    common = [sys.executable, "-m", "embedclf", "encode", str(data), "--model", tiny_model, "--device", "cpu",
+              "--precision", "fp32", "--chunk-size", "10"]
+    cache = tmp_path / "cache"
+    process = subprocess.Popen([*common, "--cache", str(cache)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*/shards/[0-9]*.npy"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("embedclf: interrupted")
+    resumed = subprocess.run([*common, "--cache", str(cache), "--out", str(tmp_path / "X.npy")], capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = next(line for line in resumed.stderr.splitlines() if "cached," in line)
+    cached = int(summary.split(" cached,")[0].rsplit(", ", 1)[-1].replace(",", ""))
+    assert cached >= 30, summary
+    clean = subprocess.run([*common, "--cache", str(tmp_path / "clean"), "--out", str(tmp_path / "Y.npy")],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), np.load(tmp_path / "Y.npy"))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_status_line_on_a_terminal_only():
+    from embedclf.console import status
+
+    terminal, pipe = _Terminal(), io.StringIO()
+    with status("loading a model", stream=terminal):
+        pass
+    with status("loading a model", stream=pipe):
+        pass
+    assert terminal.getvalue().startswith("loading a model ... done in ") and pipe.getvalue() == ""
