@@ -38,7 +38,7 @@ def test_encode_writes_matrix_and_summary_then_reuses_cache(tiny_model, tmp_path
     np.testing.assert_array_equal(np.load(out), X)
     info = run("cache", "info", "--cache", tmp_path / "cache")
     assert info.returncode == 0 and "1 spaces, 2 entries" in info.stderr and tiny_model in info.stdout
-    cleared = run("cache", "clear", "--cache", tmp_path / "cache")
+    cleared = run("cache", "clear", "--cache", tmp_path / "cache", "--yes")
     assert "removed 1 spaces, 2 entries" in cleared.stderr
     assert "empty" in run("cache", "info", "--cache", tmp_path / "cache").stderr
 

@@ -74,12 +74,42 @@ def cache_info(cache: Cache = None):
 @cache_app.command("clear")
 def cache_clear(
     cache: Cache = None,
-    model: Annotated[Optional[str], typer.Option(help="Only this model's vectors (its name or fingerprint prefix).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Only this model's vectors and exports (its name or fingerprint "
+                                                     "prefix).")] = None,
+    keep_exports: Annotated[bool, typer.Option(
+        "--keep-exports", help="Keep the exported ONNX models (CACHE/onnx).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a "
+                                                          "terminal).")] = False,
 ):
-    """Delete cached embeddings: all of them, or one model's. ONNX exports (CACHE/onnx) are kept."""
+    """Delete cached embeddings and exported ONNX models: all of them, or one model's. Asks first, unless --yes."""
+    import sys
+
     from embedclf.encode.cache import EmbeddingCache
+    from embedclf.errors import EmbedclfError
 
     store = EmbeddingCache(cache)
+    spaces = store.select(model)
+    fingerprints = None if model is None else [str(i.config.get("fingerprint", "")) for i in spaces]
+    exports = [] if keep_exports else store.exports(fingerprints)
+    if not spaces and not exports:
+        say(f"{store.root}: nothing to remove" + (f" for model {model}" if model is not None else ""))
+        return
+    what = _clear_summary(spaces, exports)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise EmbedclfError(f"would remove {what} from {store.root}; stdin is not a terminal, so pass --yes to "
+                                "confirm")
+        if not typer.confirm(f"remove {what} from {store.root}?", default=False, err=True):
+            say("nothing removed")
+            raise typer.Exit(1)
     removed = store.clear(model)
-    say(f"removed {len(removed)} spaces, {sum(i.entries for i in removed):,} entries, "
-        f"{sum(i.size_bytes for i in removed) / 2**20:.1f} MB from {store.root}")
+    removed_exports = [] if keep_exports else store.clear_exports(fingerprints)
+    say(f"removed {_clear_summary(removed, removed_exports)} from {store.root}")
+
+
+def _clear_summary(spaces, exports) -> str:
+    text = (f"{len(spaces)} spaces, {sum(i.entries for i in spaces):,} entries, "
+            f"{sum(i.size_bytes for i in spaces) / 2**20:.1f} MB")
+    if exports:
+        text += f", {len(exports)} ONNX exports ({sum(size for _, size in exports) / 2**20:.1f} MB)"
+    return text

@@ -4,6 +4,7 @@ Layout under the cache root::
 
     <root>/<space>/space.json          what produced these vectors (model fingerprint, pooling, ...)
     <root>/<space>/shards/*.npy        append-only shards: records of (sha256 of text, tokens, vector)
+    <root>/<space>/shards/*.corrupt    shards that failed verification, moved aside
     <root>/<space>/.lock               held while a shard is committed
     <root>/fingerprints.json           memo of model fingerprints
 
@@ -11,18 +12,26 @@ A *space* is one encoding configuration: every setting that changes a vector is 
 vectors of different models, poolings, lengths, normalisations or precisions never mix. Inside a
 space a vector is found by the sha256 of its text. A shard is written to a temporary file and
 renamed into place, so it either exists whole or not at all: a process killed at any moment loses
-only the shard it was writing, and the next run re-encodes just that. Reading maps a shard into
-memory, gathers its rows with numpy and unmaps it again (mapped pages count in the process's RSS,
-so keeping every shard mapped would grow it by the whole cache); the only per-text work is one
-dict lookup.
+only the shard it was writing, and the next run re-encodes just that. A shard's name carries the
+sha256 of its bytes (``00000007-1a2b3c4d-<sha256>.npy``, chosen before the one rename, so the commit
+stays atomic); a process checks it once, when it first indexes the shard. A shard that fails (flipped
+bytes, truncated, empty, unreadable) is renamed to ``<name>.corrupt``, one warning line goes to stderr,
+and its keys are simply missing: the Encoder encodes those texts again. Shards of older versions,
+named without a checksum, are checked structurally only (header, size, dimension). Reading maps a
+shard into memory, gathers its rows with numpy and unmaps it again (mapped pages count in the
+process's RSS, so keeping every shard mapped would grow it by the whole cache); the only per-text
+work is one dict lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,6 +53,10 @@ def default_cache_root() -> Path:
 
 def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+SHARD_GLOB = "[0-9]*.npy"
+_SHARD_NAME = re.compile(r"^\d+-[0-9a-f]+(?:-(?P<sha256>[0-9a-f]{64}))?\.npy$")
 
 
 def shard_dtype(dim: int) -> np.dtype:
@@ -71,6 +84,7 @@ class CacheSpace:
         self._shards: list[Path] = []
         self._shard_names: list[str] = []
         self._dim: int | None = config.get("dimension")
+        self._written: set[str] = set()  # shards this object committed: their checksum is of bytes it wrote
 
     # -- reading -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -78,10 +92,12 @@ class CacheSpace:
         if not self.shard_dir.is_dir():
             return
         known = set(self._shard_names)
-        for path in sorted(self.shard_dir.glob("[0-9]*.npy")):
+        for path in sorted(self.shard_dir.glob(SHARD_GLOB)):
             if path.name in known:
                 continue
-            records = _map_shard(path)
+            records = _map_shard(path) if path.name in self._written else _verified_shard(path, self._dim)
+            if records is None:  # corrupt and moved aside (or moved aside by another process): not indexed
+                continue
             shard_number = len(self._shards)
             self._shards.append(path)
             self._shard_names.append(path.name)
@@ -137,15 +153,20 @@ class CacheSpace:
             records["key"] = np.frombuffer(b"".join(keys[i] for i in new), dtype="V32")
             records["tokens"] = np.asarray(tokens, dtype=np.int64)[new]
             records["vector"] = vectors[new]
-            number = len(list(self.shard_dir.glob("[0-9]*.npy"))) + 1
-            final = self.shard_dir / f"{number:08d}-{uuid.uuid4().hex[:8]}.npy"
+            buffer = io.BytesIO()
+            np.save(buffer, records)
+            data = buffer.getbuffer()
+            number = max((_shard_number(p) for p in self.shard_dir.glob("[0-9]*")), default=0) + 1
+            final = self.shard_dir / f"{number:08d}-{uuid.uuid4().hex[:8]}-{hashlib.sha256(data).hexdigest()}.npy"
             tmp = self.shard_dir / f".tmp-{final.name}"
             with open(tmp, "wb") as handle:
-                np.save(handle, records)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            del data, buffer
             os.replace(tmp, final)
             _fsync_dir(self.shard_dir)
+            self._written.add(final.name)
             self.refresh()
         return len(new)
 
@@ -162,8 +183,89 @@ def _map_shard(path: Path) -> np.ndarray:
     """A shard's records, mapped read-only: unmapped again when the array is dropped."""
     try:
         return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as exc:  # never written by us half-way; say what it is
+    except (ValueError, OSError, EOFError) as exc:  # never written by us half-way; say what it is
         raise EmbedclfError(f"{path}: unreadable cache shard ({exc}); remove it or run 'embedclf cache clear'") from None
+
+
+def _shard_number(path: Path) -> int:
+    digits = path.name.split("-", 1)[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+def _verified_shard(path: Path, dim: int | None) -> np.ndarray | None:
+    """``path``'s records, mapped, if the shard is whole; else move it aside, warn once and return None.
+
+    Whole means: a readable .npy header of shard records, exactly as many bytes as that header says,
+    the space's dimension, and (for shards named with one) the sha256 of the file's bytes.
+    """
+    match = _SHARD_NAME.match(path.name)
+    expected = match["sha256"] if match else None
+    records, count = None, None
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            problem = "empty file"
+        else:
+            try:
+                records = np.load(path, mmap_mode="r")
+                problem = _structural_problem(records, size, dim)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # a short file fails to map (ValueError), a mangled header anything
+                problem, count = _header_problem(path, size)
+                problem = problem or f"unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            if problem is None and expected is not None:
+                with open(path, "rb") as handle:
+                    if hashlib.file_digest(handle, "sha256").hexdigest() != expected:
+                        problem = "checksum mismatch"
+    except FileNotFoundError:
+        return None  # another process moved it aside meanwhile (and said so)
+    except OSError as exc:
+        problem = f"unreadable: {exc.strerror or exc}"
+    if problem is None:
+        return records
+    if records is not None and records.ndim == 1:
+        count = len(records)
+    del records
+    try:
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EmbedclfError(f"{path}: corrupt cache shard ({problem}) that cannot be moved aside ({exc.strerror}); "
+                            "remove it or run 'embedclf cache clear'") from None
+    held = f"its {count:,} vectors" if count is not None else "its vectors"
+    print(f"embedclf: warning: cache shard {path} is corrupt ({problem}); moved aside, {held} will be encoded again",
+          file=sys.stderr, flush=True)
+    return None
+
+
+def _header_problem(path: Path, size: int) -> tuple[str | None, int | None]:
+    """For a shard numpy cannot map: "truncated" and its record count, when its header is still readable."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(handle)
+            start = handle.tell()
+        count = int(np.prod(shape))
+        end = start + count * dtype.itemsize
+    except Exception:
+        return None, None
+    return (f"truncated: {size:,} of {end:,} bytes" if size < end else None), (count if len(shape) == 1 else None)
+
+
+def _structural_problem(records: np.ndarray, size: int, dim: int | None) -> str | None:
+    names = records.dtype.names or ()
+    if records.ndim != 1 or names != ("key", "tokens", "vector") or records.dtype["key"] != np.dtype("V32"):
+        return "not a shard of cache records"
+    vector = records.dtype["vector"]
+    if vector.base != np.dtype("<f4") or len(vector.shape) != 1 or (dim is not None and vector.shape[0] != dim):
+        return f"vectors of shape {vector.shape}, not ({dim},)"
+    end = records.offset + records.nbytes
+    if end != size:
+        return f"{size:,} bytes, its header says {end:,}"
+    return None
 
 
 def _first_new(keys: Sequence[bytes], index: dict) -> list[int]:
@@ -231,32 +333,63 @@ class EmbeddingCache:
                 config = json.loads(meta.read_text())
             except ValueError:
                 config = {}
-            shards = sorted((directory / "shards").glob("[0-9]*.npy"))
+            shards = sorted((directory / "shards").glob(SHARD_GLOB))
             entries = 0
             for shard in shards:
                 try:
                     entries += len(np.load(shard, mmap_mode="r"))
-                except (ValueError, OSError):
+                except (ValueError, OSError, EOFError):
                     pass
             size = sum(p.stat().st_size for p in shards)
             modified = max([p.stat().st_mtime for p in shards] + [meta.stat().st_mtime])
             infos.append(SpaceInfo(directory.name, config, entries, len(shards), size, modified))
         return infos
 
+    def select(self, model: str | None = None) -> list[SpaceInfo]:
+        """Every space, or those whose model name or fingerprint starts with ``model``."""
+        return [info for info in self.spaces() if model is None or _matches_model(info.config, model)]
+
     def clear(self, model: str | None = None) -> list[SpaceInfo]:
         """Delete every space, or those whose model name or fingerprint starts with ``model``."""
         from filelock import FileLock
 
         removed = []
-        for info in self.spaces():
-            if model is not None and not _matches_model(info.config, model):
-                continue
+        for info in self.select(model):
             directory = self.root / info.id
             with FileLock(str(directory / ".lock")):
                 shutil.rmtree(directory / "shards", ignore_errors=True)
                 (directory / "space.json").unlink(missing_ok=True)
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(info)
+        return removed
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "onnx"
+
+    def exports(self, fingerprints: Iterable[str] | None = None) -> list[tuple[Path, int]]:
+        """The exported models under ``<root>/onnx`` (all, or those of these model fingerprints) and their sizes."""
+        if not self.export_dir.is_dir():
+            return []
+        wanted = None if fingerprints is None else [str(f) for f in fingerprints if f]
+        found = []
+        for path in sorted(self.export_dir.iterdir()):
+            if wanted is not None and not any(path.name == f or path.name.startswith(f + "-") for f in wanted):
+                continue
+            files = [path] if not path.is_dir() else [f for f in path.rglob("*") if f.is_file()]
+            found.append((path, sum(f.stat().st_size for f in files if not f.is_symlink())))
+        return found
+
+    def clear_exports(self, fingerprints: Iterable[str] | None = None) -> list[tuple[Path, int]]:
+        """Delete the exported models (all, or those of these fingerprints); the whole folder when all."""
+        removed = self.exports(fingerprints)
+        for path, _ in removed:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if fingerprints is None and self.export_dir.is_dir():
+            shutil.rmtree(self.export_dir, ignore_errors=True)
         return removed
 
 
