@@ -8,6 +8,7 @@ Errors name the file, the column and the row, and are raised as ``EmbedclfError`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +20,11 @@ from embedclf.errors import EmbedclfError
 from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, TASK_KINDS
 from embedclf.tables import detect_format, json_records, read_table
 
-__all__ = ["DataOptions", "Dataset", "Target", "detect_format", "join_texts", "json_records", "load_dataset",
-           "read_label_names", "read_table"]
+# Label cells that mean "no label" (what pandas or a database export writes for an empty cell), not a class.
+MISSING_LABELS = ("NaN", "nan", "None", "null", "NA", "N/A", "")
+
+__all__ = ["DataOptions", "Dataset", "MISSING_LABELS", "Target", "detect_format", "join_texts", "json_records",
+           "load_dataset", "read_label_names", "read_table"]
 
 @dataclass
 class Target:
@@ -43,6 +47,7 @@ class Dataset:
     n_rows: int = 0
     skipped_empty: int = 0
     skipped_unlabelled: int = 0
+    labels_read_as_missing: dict[str, int] = field(default_factory=dict)  # literal label -> count, rows with text
 
     @property
     def task(self) -> str | None:
@@ -51,6 +56,30 @@ class Dataset:
         if len(self.targets) > 1:
             return MULTIOUTPUT
         return self.targets[0].kind
+
+    def absent_label_names(self) -> dict[str, list[str]]:
+        """Per target read with --label-names, the names (in file order) that label no row here."""
+        absent = {}
+        for target in self.targets:
+            if target.names_order is not None:
+                seen = {label for row in target.labels for label in row}
+                missing_names = [name for name in target.names_order if name not in seen]
+                if missing_names:
+                    absent[target.name] = missing_names
+        return absent
+
+    def absent_label_names_lines(self, shown: int = 5) -> list[str]:
+        """One line per target whose --label-names lists names this data set never uses (a model fitted on
+        it has no class for them)."""
+        lines, absent = [], self.absent_label_names()
+        for target in self.targets:
+            names = absent.get(target.name)
+            if names:
+                more = f" and {len(names) - shown} more" if len(names) > shown else ""
+                lines.append(f"{self.path}: {len(names)} of {len(target.names_order)} --label-names of "
+                             f"{target.name!r} never occur here and are left out of the model: "
+                             f"{', '.join(repr(n) for n in names[:shown])}{more}")
+        return lines
 
     def subset(self, index: Sequence[int]) -> "Dataset":
         index = np.asarray(index, dtype=int)
@@ -64,6 +93,10 @@ class Dataset:
             parts.append(f"{self.skipped_empty:,} skipped (empty text)")
         if self.skipped_unlabelled:
             parts.append(f"{self.skipped_unlabelled:,} skipped (no label)")
+        if self.labels_read_as_missing:
+            counts = Counter(self.labels_read_as_missing).most_common()
+            shown = ", ".join(repr(value) + (f" ({n:,})" if len(counts) > 1 else "") for value, n in counts)
+            parts.append(f"{sum(n for _, n in counts):,} labels read as missing: {shown}")
         if self.targets:
             parts.append(f"task {self.task} (" + ", ".join(
                 f"{t.name}: {t.kind}, {len({x for row in t.labels for x in row})} labels" for t in self.targets) + ")")
@@ -85,9 +118,11 @@ class DataOptions:
     label_names: tuple[str, ...] = ()  # one file of names per label column, for integer label ids
     task: str | None = None  # forces the task kind; None infers it
     strict: bool = False  # refuse rows with no text or no label instead of skipping them
+    # label cells read as "no label" rather than as a class (exact match after stripping); () keeps them as classes
+    missing_labels: tuple[str, ...] = MISSING_LABELS
 
     def __post_init__(self):
-        for name in ("text_cols", "label_cols", "label_names"):
+        for name in ("text_cols", "label_cols", "label_names", "missing_labels"):
             object.__setattr__(self, name, _names(getattr(self, name), name))
         if self.columns is not None:
             object.__setattr__(self, "columns", _names(self.columns, "columns") or None)
@@ -133,6 +168,8 @@ def _check_options(options: DataOptions) -> None:
         raise EmbedclfError(f"{len(options.label_names)} --label-names files for {n_labels} --label-col columns")
     if options.label_sep is not None and not isinstance(options.label_sep, str):
         raise EmbedclfError(f"--label-sep must be a string, got {options.label_sep!r}")
+    if not all(isinstance(v, str) for v in options.missing_labels):
+        raise EmbedclfError(f"missing labels must be strings, got {list(options.missing_labels)!r}")
     if not isinstance(options.strict, bool):
         raise EmbedclfError(f"--strict is true or false, got {options.strict!r}")
 
@@ -140,16 +177,19 @@ def _check_options(options: DataOptions) -> None:
 def load_dataset(path: str | Path, text_cols: Sequence[str] = ("text",), label_cols: Sequence[str] = (),
                  *, columns: Sequence[str] | None = None, label_sep: str | None = None,
                  label_names: Sequence[str | Path] = (), task: str | None = None,
-                 strict: bool = False, require_labels: bool = False) -> Dataset:
+                 strict: bool = False, require_labels: bool = False,
+                 missing_labels: Sequence[str] = MISSING_LABELS) -> Dataset:
     """Read ``path`` into a :class:`Dataset`.
 
     ``text_cols`` are joined with a newline (title + body). Each of ``label_cols`` is a target:
     a cell holds one label, several joined by ``label_sep``, or a JSON list. ``label_names`` (one
     file per target, in order) maps integer label ids to names. Rows whose text is empty are
     skipped and counted, or rejected when ``strict``. ``task`` forces the inferred task kind.
+    A label equal to one of ``missing_labels`` ("NaN", "None", ...) is no label: a multi-class row
+    without one is skipped as unlabelled; pass ``()`` to keep such values as classes.
     """
     options = DataOptions(text_cols, label_cols, columns=columns, label_sep=label_sep, label_names=label_names,
-                          task=task, strict=strict)
+                          task=task, strict=strict, missing_labels=missing_labels)
     return options.load(path, require_labels=require_labels)
 
 
@@ -161,8 +201,12 @@ def _read_dataset(path: str | Path, options: DataOptions) -> Dataset:
     has_text = np.array([bool(t) for t in texts], dtype=bool)
     if options.strict:
         _refuse_first(~has_text, path, f"empty text in column(s) {', '.join(options.text_cols)} (--strict)")
-    targets = [_parse_target(frame[column].tolist(), column, index, options, path)
-               for index, column in enumerate(options.label_cols)]
+    read_as_missing: Counter = Counter()
+    targets = []
+    for index, column in enumerate(options.label_cols):
+        target, dropped = _parse_target(frame[column].tolist(), column, index, options, path)
+        targets.append(target)
+        read_as_missing.update(value for row, value in dropped if has_text[row])
     for target in targets:
         _check_one_label(target, has_text, path)
     labelled = _labelled(targets, len(frame))
@@ -172,7 +216,8 @@ def _read_dataset(path: str | Path, options: DataOptions) -> Dataset:
     for target in targets:
         target.labels = [target.labels[i] for i in rows]
     return Dataset(str(path), [texts[i] for i in rows], rows, targets, n_rows=len(frame),
-                   skipped_empty=int((~has_text).sum()), skipped_unlabelled=int((has_text & ~labelled).sum()))
+                   skipped_empty=int((~has_text).sum()), skipped_unlabelled=int((has_text & ~labelled).sum()),
+                   labels_read_as_missing=dict(read_as_missing))
 
 
 def _check_columns(frame, path: str | Path, options: DataOptions) -> None:
@@ -191,9 +236,17 @@ def _refuse_first(bad: np.ndarray, path, problem: str) -> None:
         raise EmbedclfError(f"{path}: row {int(np.flatnonzero(bad)[0]) + 1}: {problem}")
 
 
-def _parse_target(cells: list, column: str, index: int, options: DataOptions, path) -> Target:
-    """One label column as a :class:`Target`: its kind, each row's labels, ids mapped through --label-names."""
+def _parse_target(cells: list, column: str, index: int, options: DataOptions, path):
+    """One label column as a :class:`Target` (its kind, each row's labels, ids mapped through --label-names),
+    and the ``(row, value)`` of each label dropped as one of ``options.missing_labels``."""
     labels = [parse_labels(cell, options.label_sep) for cell in cells]
+    dropped = []
+    if options.missing_labels:
+        missing_values = set(options.missing_labels)
+        for row, row_labels in enumerate(labels):
+            if any(label in missing_values for label in row_labels):
+                dropped += [(row, label) for label in row_labels if label in missing_values]
+                labels[row] = [label for label in row_labels if label not in missing_values]
     if options.task in (MULTICLASS, MULTILABEL):
         kind = options.task
     else:
@@ -203,7 +256,7 @@ def _parse_target(cells: list, column: str, index: int, options: DataOptions, pa
     if index < len(options.label_names):
         names = read_label_names(options.label_names[index])
         labels = [map_ids(row_labels, names, path, column, row) for row, row_labels in enumerate(labels)]
-    return Target(column, kind, labels, names)
+    return Target(column, kind, labels, names), dropped
 
 
 def _check_one_label(target: Target, has_text: np.ndarray, path) -> None:

@@ -7,8 +7,16 @@ and ``compare_reports`` turn such dicts into the text ``embedclf`` prints.
 Conventions worth knowing:
 
 * a multi-class row whose true block is all zeros (its label was unseen at fit time) is always an
-  error for accuracy and ``exact_match``; it is counted in ``unseen_rows``, counts as a false
-  positive of whichever class was predicted, and gives no class a false negative;
+  error: for accuracy and ``exact_match``, and for every averaged F1. It is counted in
+  ``unseen_rows``, counts as a false positive of whichever class was predicted, and as a false
+  negative of a pseudo-class ``UNSEEN`` ("(unseen)") that is never predicted. When there are such
+  rows, that pseudo-class takes part in micro, macro and weighted F1 and in
+  ``classification_report`` (its F1 is 0, its support the unseen rows), so the averages cannot
+  exceed what the seen rows earn; ``per_class`` and the per-class ROC-AUCs stay the model's classes;
+* in a multi-label block an unseen label has no column: it is dropped from the truth, not scored
+  (a row whose only labels were unseen reads as a row with no labels);
+  ``format_report`` says so with the counts in ``report["unseen_labels"]`` (set by
+  :func:`embedclf.inference.evaluate_dataset`);
 * undefined ratios are 0 (``zero_division=0``), except ROC-AUC, which is ``None`` for a column
   whose truth is constant and when no scores were given;
 * values are full-precision floats; rounding happens only in the text.
@@ -23,6 +31,8 @@ from sklearn import metrics
 from sklearn.exceptions import UndefinedMetricWarning
 
 from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, LabelSpace
+
+UNSEEN = "(unseen)"  # the pseudo-class of multi-class rows whose true label was unseen at fit time
 
 # Headline metrics per target kind, in the order they are printed and compared.
 HEADLINE = {
@@ -63,13 +73,17 @@ def evaluate(space: LabelSpace, Y_true: np.ndarray, Y_pred: np.ndarray,
 
 
 def _multiclass(classes, T, P, S):
-    """One-hot block: label vectors with -1 for an unseen true label and -2 for an empty prediction."""
-    y_true = np.where(T.any(axis=1), T.argmax(axis=1), -1)
+    """One-hot block: label vectors with the pseudo-class ``len(classes)`` for an unseen true label and -2
+    for an empty prediction; the pseudo-class is scored (in the averages) only when some row has it."""
+    n = len(classes)
+    y_true = np.where(T.any(axis=1), T.argmax(axis=1), n)
     y_pred = np.where(P.any(axis=1), P.argmax(axis=1), -2)
-    labels = list(range(len(classes)))
+    unseen_rows = int((y_true == n).sum())
+    labels = list(range(n + 1 if unseen_rows else n))  # those the averages run over
+    names = [str(c) for c in classes] + ([UNSEEN] if unseen_rows else [])
     right = y_true == y_pred
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0)
+        y_true, y_pred, labels=list(range(n)), average=None, zero_division=0)
     aucs = _column_aucs(T, S)
     per_class = {
         name: {"support": int(support[i]), "precision": float(precision[i]), "recall": float(recall[i]),
@@ -82,11 +96,10 @@ def _multiclass(classes, T, P, S):
         "accuracy": float(right.mean()),
         **averaged,
         "macro_roc_auc": _mean_defined(aucs),
-        "unseen_rows": int((y_true == -1).sum()),
+        "unseen_rows": unseen_rows,
         "per_class": per_class,
         "classification_report": _plain(metrics.classification_report(
-            y_true, y_pred, labels=labels, target_names=[str(c) for c in classes], output_dict=True,
-            zero_division=0)),
+            y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0)),
     }
     return result, right
 
@@ -198,6 +211,7 @@ def format_report(report: dict, top: int = 30) -> str:
         for start in range(0, len(keys), 6):
             chunk = keys[start:start + 6]
             lines += _table(chunk, [[_fmt(target[k]) for k in chunk]], left=0)
+        lines += _unseen_lines(kind, (report.get("unseen_labels") or {}).get(name), target.get("unseen_rows"))
         per = target.get("per_class") or target.get("per_label") or {}
         ordered = sorted(per.items(), key=lambda item: (-item[1]["support"], str(item[0])))
         columns = ["support", "predicted", "precision", "recall", "f1"]
@@ -209,6 +223,23 @@ def format_report(report: dict, top: int = 30) -> str:
             noun = "classes" if kind == MULTICLASS else "labels"
             lines.append(f"  ... {len(ordered) - top} of {len(ordered)} {noun} left out (smallest support)")
     return "\n".join(lines)
+
+
+def _unseen_lines(kind: str, counts: dict | None, unseen_rows: int | None, shown: int = 8) -> list[str]:
+    """What became of labels unseen at fit time: errors (multi-class) or not scored (multi-label)."""
+    if not counts and not unseen_rows:
+        return []
+    if counts:
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+        more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+        listed = ": " + ", ".join(f"{_clip(str(label))} ({n:,})" for label, n in ordered[:shown]) + more
+        total = sum(counts.values())
+    else:
+        listed, total = "", unseen_rows
+    if kind == MULTICLASS:
+        return [f"  {unseen_rows or total:,} rows with a label unseen at fit time, counted as errors in every "
+                f"metric (pseudo-class {UNSEEN!r} in the F1 averages){listed}"]
+    return [f"  {total:,} labels unseen at fit time have no column and are not scored{listed}"]
 
 
 def compare_reports(before: dict, after: dict) -> str:

@@ -55,19 +55,61 @@ def test_local_encode_reads_a_directory_as_one_file_and_says_what_it_did(tiny_mo
     result = encode_data(folder, options, settings, cache=tmp_path / "cache")
     assert (result.rows, result.texts, result.skipped_empty, result.skipped_unlabelled) == (4, 2, 1, 1)
     assert result.dataset.rows.tolist() == [0, 2]  # counted across the files, in sorted order
-    read, encoded, cached = result.lines()
+    read, encoded, cached, nan_rows = result.lines()
     assert read.startswith(f"read 4 rows from {folder}; 2 texts; 1 skipped (empty text); 1 skipped (no label)")
     assert encoded.startswith(f"encoded with {tiny_model} (") and "mean pooling" in encoded
     assert "torch fp32: 2 texts, 2 distinct, 0 cached, 2 encoded" in encoded
     assert cached.startswith(f"embeddings cached in {tmp_path / 'cache'}") and cached.endswith("(32 dims)")
+    assert nan_rows == "matrix keeps one row per input row: 1 row with empty text, 1 row with no label written as NaN"
     alone = Encoder(settings, cache=False).encode(["Good\nmovie", "Bad\nfilm"])
-    np.testing.assert_allclose(result.matrix(), alone, atol=1e-6)
+    matrix = result.matrix()  # one row per input row: rows 1 (empty) and 3 (no label) are NaN
+    assert matrix.shape == (4, 32) and np.isnan(matrix[[1, 3]]).all() and not np.isnan(matrix[[0, 2]]).any()
+    np.testing.assert_allclose(matrix[[0, 2]], alone, atol=1e-6)
     again = encode_data(folder / "a.csv", options, settings, cache=tmp_path / "cache", check_fidelity=1)
     assert "1 cached, 0 encoded" in again.lines()[1] and again.lines()[-1].startswith("fidelity of torch fp32")
     with pytest.raises(EmbedclfError, match="--out-dir is for --engine ray"):
         encode_data(folder, options, settings, out_dir=tmp_path / "o")
     with pytest.raises(EmbedclfError, match="--check-fidelity runs with --engine local"):
         encode_data(folder, options, settings, EngineSettings("ray"), check_fidelity=3)
+
+
+def test_encode_out_keeps_one_row_per_input_row_with_nan_for_empty_texts(tiny_model, tmp_path):
+    import subprocess
+
+    data = tmp_path / "d.csv"
+    data.write_text("text\ngood movie\n\"\"\nbad film\n\"  \"\nnews\n")
+    settings = EncoderSettings(tiny_model, device="cpu", precision="fp32")
+    result = encode_data(data, DataOptions(), settings, cache=False)
+    assert (result.rows, result.texts, result.skipped_empty) == (5, 3, 2)
+    assert "matrix keeps one row per input row: 2 rows with empty text written as NaN" in result.lines()
+    alone = Encoder(settings, cache=False).encode(["good movie", "bad film", "news"])
+    matrix = result.matrix()
+    assert matrix.shape == (5, 32) and matrix.dtype == np.float32
+    assert np.isnan(matrix[[1, 3]]).all() and not np.isnan(matrix[[0, 2, 4]]).any()
+    np.testing.assert_allclose(matrix[[0, 2, 4]], alone, atol=1e-6)
+    out = tmp_path / "X.npy"
+    cli = subprocess.run([sys.executable, "-m", "embedclf", "encode", data, "--model", tiny_model, "--device", "cpu",
+                          "--no-cache", "--out", out], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "2 rows with empty text written as NaN" in cli.stderr and "wrote 5 x 32 matrix" in cli.stderr
+    np.testing.assert_allclose(np.load(out), matrix, atol=1e-6, equal_nan=True)
+
+
+def test_a_ray_runs_matrix_also_keeps_one_row_per_input_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedclf.engines.results import EncodeResult
+
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 2)
+    (tmp_path / "out").mkdir()
+    pq.write_table(pa.table({"row": [4, 0], "vector": column[:2]}), tmp_path / "out" / "b.parquet")
+    pq.write_table(pa.table({"row": [2], "vector": column[2:]}), tmp_path / "out" / "a.parquet")
+    result = EncodeResult("ray", "d.csv", rows=5, texts=3, skipped_empty=2, out_dir=str(tmp_path / "out"), dimension=2)
+    matrix = result.matrix()
+    np.testing.assert_array_equal(matrix, [[2, 3], [np.nan, np.nan], [4, 5], [np.nan, np.nan], [0, 1]])
+    assert result.nan_rows_line() == "matrix keeps one row per input row: 2 rows with empty text written as NaN"
 
 
 def test_local_predict_writes_a_table_with_the_model_and_the_callers_options(tiny_model, tmp_path):

@@ -48,15 +48,46 @@ def test_multiclass_metrics_counted_by_hand():
     assert b["precision"] == pytest.approx(2 / 3) and b["recall"] == 1 and b["f1"] == pytest.approx(.8)
     assert (c["support"], c["predicted"], c["precision"], c["recall"], c["f1"]) == (1, 1, 0, 0, 0)
     assert [m["per_class"][k]["accuracy"] for k in "abc"] == [.5, 1.0, 0.0]
-    assert m["macro_f1"] == pytest.approx((.5 + .8 + 0) / 3)
-    assert m["weighted_f1"] == pytest.approx((2 * .5 + 2 * .8 + 1 * 0) / 5)
-    # micro over the known classes: TP 3, FP 3 (every wrong prediction), FN 2 (wrong seen rows)
-    assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 3 + 2))
+    # the unseen row is a false negative of the pseudo-class "(unseen)" (F1 0, support 1) in every average
+    assert m["macro_f1"] == pytest.approx((.5 + .8 + 0 + 0) / 4)
+    assert m["weighted_f1"] == pytest.approx((2 * .5 + 2 * .8 + 1 * 0 + 1 * 0) / 6)
+    # micro: TP 3, FP 3 (every wrong prediction), FN 3 (every wrong row, the unseen one too)
+    assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 3 + 3))
     aucs = [pair_auc(MC_TRUE[:, j], MC_SCORES[:, j]) for j in range(3)]
     assert aucs[0] == pytest.approx(7 / 8)
     assert [m["per_class"][k]["roc_auc"] for k in "abc"] == pytest.approx(aucs)
     assert m["macro_roc_auc"] == pytest.approx(np.mean(aucs))
     assert m["classification_report"]["b"]["f1-score"] == pytest.approx(.8)
+    assert m["classification_report"]["(unseen)"]["support"] == 1
+    assert m["classification_report"]["weighted avg"]["f1-score"] == pytest.approx(m["weighted_f1"])
+
+
+def test_unseen_labels_cannot_inflate_any_multiclass_average():
+    # two seen rows right, four rows of a label the model never saw: accuracy 1/3, and so every F1
+    space = LabelSpace([TargetSpace("t", "multiclass", ["a", "b"])])
+    truth, pred = onehot([0, 1, None, None, None, None], 2), onehot([0, 1, 0, 0, 1, 1], 2)
+    m = evaluate(space, truth, pred)["metrics"]
+    assert m["accuracy"] == pytest.approx(1 / 3) and m["unseen_rows"] == 4
+    # a and b: TP 1, FP 2, FN 0 -> F1 1/2 each (support 1); "(unseen)": F1 0, support 4
+    assert m["macro_f1"] == pytest.approx((.5 + .5 + 0) / 3)     # was 1/2 without the unseen rows
+    assert m["weighted_f1"] == pytest.approx((.5 + .5 + 4 * 0) / 6)  # was 1/2
+    assert m["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 4 + 4))  # TP 2, FP 4, FN 4; was 1/2
+    # without unseen rows nothing changes: the pseudo-class is not averaged in
+    clean = evaluate(space, truth[:2], pred[:2])["metrics"]
+    assert (clean["macro_f1"], clean["weighted_f1"], clean["micro_f1"]) == (1.0, 1.0, 1.0)
+    assert "(unseen)" not in clean["classification_report"]
+
+
+def test_format_report_names_the_unseen_labels():
+    report = evaluate(MC_SPACE, MC_TRUE, MC_PRED, MC_SCORES)
+    report["unseen_labels"] = {"topic": {"d": 1}}
+    text = format_report(report)
+    assert "1 rows with a label unseen at fit time, counted as errors in every metric" in text
+    assert text.rstrip().count("(unseen)") >= 1 and ": d (1)" in text
+    ml = evaluate(ML_SPACE, ML_TRUE, ML_PRED)
+    ml["unseen_labels"] = {"tags": {"w": 3, "v": 1}}
+    assert "4 labels unseen at fit time have no column and are not scored: w (3), v (1)" in format_report(ml)
+    assert "unseen" not in format_report(evaluate(ML_SPACE, ML_TRUE, ML_PRED))
 
 
 def test_unseen_row_is_an_error_even_when_the_prediction_is_empty():

@@ -79,12 +79,31 @@ class EncodeResult(RunResult):
     vectors: np.ndarray | None = field(default=None, repr=False)  # local: the matrix
 
     def matrix(self) -> np.ndarray:
-        """The ``(texts, dimension)`` float32 matrix in input order (with Ray, read from the shards)."""
+        """The ``(rows, dimension)`` float32 matrix with one row per input row, in input order (with Ray,
+        read from the shards): row i is the input's row i, and a row that was not encoded (empty text,
+        or no label for a multi-class target) is all NaN, so the matrix lines up with the input.
+        """
         if self.vectors is None and self.out_dir is not None:
-            from embedclf.engines.ray.shards import load_matrix
+            import pyarrow.parquet as pq
 
-            return load_matrix(self.out_dir)
-        return self.vectors
+            from embedclf.engines.ray.shards import matrix_of, shard_files
+
+            shards = shard_files(self.out_dir)
+            if not shards:
+                return np.full((self.rows, self.dimension), np.nan, np.float32)
+            table = pq.read_table([str(p) for p in shards], columns=["row", "vector"])
+            return _one_row_per_input(self.rows, table.column("row").to_numpy(), matrix_of(table.column("vector")))
+        if self.vectors is None or self.dataset is None:
+            return self.vectors
+        return _one_row_per_input(self.dataset.n_rows, self.dataset.rows, self.vectors)
+
+    def nan_rows_line(self) -> str | None:
+        """How many rows of :meth:`matrix` are NaN and why; None when there are none."""
+        if not (self.skipped_empty or self.skipped_unlabelled):
+            return None
+        why = [(self.skipped_empty, "empty text"), (self.skipped_unlabelled, "no label")]
+        return "matrix keeps one row per input row: " + ", ".join(
+            f"{n:,} row{'s' if n != 1 else ''} with {reason}" for n, reason in why if n) + " written as NaN"
 
     def lines(self, source=None) -> list[str]:
         s = self.settings
@@ -93,10 +112,22 @@ class EncodeResult(RunResult):
                      f"encoded with {s.describe()}: {self.encoding.summary(s.max_length)}"]
             if self.encoding.cache_dir:
                 lines.append(f"embeddings cached in {self.encoding.cache_dir} ({self.dimension} dims)")
-            return lines + ([self.fidelity] if self.fidelity else [])
+            nan_rows = self.nan_rows_line()
+            return lines + ([nan_rows] if nan_rows else []) + ([self.fidelity] if self.fidelity else [])
+        nan_rows = self.nan_rows_line()
         return [self.read_line(source), f"encoded with {s.describe()}: {self.pool_line()}",
                 f"vectors in {self.out_dir} (Parquet: row, key, tokens, vector; {self.dimension} dims)",
-                *self.import_lines()]
+                *([nan_rows] if nan_rows else []), *self.import_lines()]
+
+
+def _one_row_per_input(n_rows: int, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` (of the input rows ``rows``, 0-based) placed in an ``(n_rows, dim)`` matrix of NaN."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == n_rows and np.array_equal(rows, np.arange(n_rows)):
+        return vectors
+    full = np.full((n_rows, vectors.shape[1]), np.nan, dtype=np.float32 if vectors.dtype.kind != "f" else vectors.dtype)
+    full[rows] = vectors
+    return full
 
 
 @dataclass

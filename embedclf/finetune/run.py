@@ -28,6 +28,8 @@ def finetune(train: Dataset, settings: FineTuneSettings, out: str | Path, *, dat
     from embedclf.model import TextClassifier
 
     say = say or (lambda message: None)
+    for line in train.absent_label_names_lines():  # --label-names with no row in train: no class for them
+        say(line)
     space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, valid_split, tune_thresholds,
                                                             settings.seed, say, tune_for)
     out = Path(out)
