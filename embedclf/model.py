@@ -15,8 +15,9 @@ from embedclf.encode.encoder import Encoder
 from embedclf.encode.settings import EncoderSettings
 from embedclf.encode.text_encoder import TextEncoder
 from embedclf.labels import LabelSpace, block_decisions
-from embedclf.model_folder import (FORMAT, HEAD_FILE, RULES_FILE, bundled_encoder, jsonable, load_head,
-                                   read_files, read_manifest, versions, write_folder)
+from embedclf.errors import EmbedclfError
+from embedclf.model_folder import (FORMAT, HEAD_FILE, MANIFEST, RULES_FILE, bundled_encoder, check_head, jsonable,
+                                   load_head, read_files, read_manifest, versions, write_folder)
 
 __all__ = ["TextClassifier", "read_manifest"]
 
@@ -118,23 +119,44 @@ class TextClassifier:
         The head was fitted on vectors of one backend and precision (an int8 model on int8 vectors),
         so the encoder uses the manifest's unless ``backend`` or ``precision`` say otherwise (another
         backend than the recorded one starts from its own ``auto`` precision).
+
+        Everything in the folder is checked before the encoder is built (see :mod:`embedclf.model_folder`):
+        the manifest and its fields, the files against their checksums, the head's types and layout. No
+        code from the folder runs; a bad folder is one :class:`EmbedclfError` line naming the file.
         """
         manifest = read_manifest(directory)
+        where = Path(directory) / MANIFEST
+        space = LabelSpace.from_dict(manifest["targets"])
+        record = manifest["encoder"]
+        try:
+            data_options = DataOptions(**manifest.get("data", {}))
+        except (EmbedclfError, TypeError, ValueError) as exc:
+            raise EmbedclfError(" ".join(f"{where}: field 'data': {exc}".splitlines())) from None
+        try:
+            EncoderSettings.from_record(record)  # the record alone, so that its own mistakes name the manifest
+        except (EmbedclfError, TypeError, ValueError) as exc:
+            raise EmbedclfError(" ".join(f"{where}: field 'encoder': {exc}".splitlines())) from None
         blobs = read_files(directory, manifest)
         head = load_head(directory, blobs[HEAD_FILE])
-        record = manifest["encoder"]
+        check_head(directory, head, space.layout)
+        rules = None
+        if RULES_FILE in blobs:
+            from embedclf.postprocess.model_rules import check_rules_fit
+            from embedclf.postprocess.rules import CooccurrenceRules
+
+            source = str(Path(directory) / RULES_FILE)
+            try:
+                text = blobs[RULES_FILE].decode()
+            except UnicodeDecodeError:
+                raise EmbedclfError(f"{source}: not UTF-8 text") from None
+            rules = CooccurrenceRules.from_json(text, source)
+            check_rules_fit(rules, space, source)
         if backend is not None and backend != record.get("backend", "torch") and precision is None:
             precision = "auto"
         settings = EncoderSettings.from_record(record, model=model or bundled_encoder(directory, manifest),
                                                device=device, batch_size=batch_size, backend=backend,
                                                precision=precision)
-        encoder = Encoder(settings, cache=cache)
+        encoder = Encoder(settings, cache=cache)  # the model's files are read from here on
         encoder.settings.check_matches(record, str(directory))
-        rules = None
-        if RULES_FILE in blobs:
-            from embedclf.postprocess.rules import CooccurrenceRules
-
-            rules = CooccurrenceRules.from_json(blobs[RULES_FILE].decode())
-        return cls(encoder, head, LabelSpace.from_dict(manifest["targets"]),
-                   data_options=DataOptions(**manifest.get("data", {})), thresholds=manifest["thresholds"],
+        return cls(encoder, head, space, data_options=data_options, thresholds=manifest["thresholds"],
                    at_least_one=manifest.get("at_least_one", False), rules=rules, info=manifest.get("info", {}))
