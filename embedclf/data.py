@@ -57,6 +57,13 @@ class Dataset:
             return MULTIOUTPUT
         return self.targets[0].kind
 
+    def require_texts(self) -> "Dataset":
+        """This data set, or a one-line error when it holds no text to work on (a header only, all empty)."""
+        if not self.texts:
+            why = "no rows" if not self.n_rows else f"{self.n_rows:,} rows, none with text and labels to use"
+            raise EmbedclfError(f"{self.path}: nothing to work on ({why})")
+        return self
+
     def absent_label_names(self) -> dict[str, list[str]]:
         """Per target read with --label-names, the names (in file order) that label no row here."""
         absent = {}

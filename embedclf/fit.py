@@ -101,6 +101,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     """
     settings = settings or FitSettings(**fields)
     say = say or (lambda message: None)
+    for line in train.absent_label_names_lines():
+        say(line)
     space, texts, Y, valid_texts, Y_valid = training_splits(train, valid, settings.valid_split,
                                                             settings.tune_thresholds, settings.seed, say,
                                                             settings.tune_for)
@@ -171,7 +173,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
         rules = CooccurrenceRules.load(cooccur)
     encoder = Encoder(encoder_settings, cache=cache)
     encoder.settings  # the model's files found and the settings checked against them, before any data is read
-    train = data_options.load(train_path, require_labels=True)
+    train = data_options.load(train_path, require_labels=True).require_texts()
     say(train.summary())
     valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
     if valid_data is not None:

@@ -86,7 +86,7 @@ def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encode
 
     say = say or (lambda message: None)
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides, cache=cache, cooccur=cooccur)
-    dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True)
+    dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True).require_texts()
     say(dataset.summary())
     report = evaluate_dataset(classifier, dataset, say=say)
     say(f"embeddings: {classifier.encoder.last_report.summary(classifier.encoder.max_length)}")

@@ -31,8 +31,8 @@ def test_encode_writes_matrix_and_summary_then_reuses_cache(tiny_model, tmp_path
     assert "3 texts, 2 distinct, 0 cached, 2 encoded" in first.stderr and "texts/s" in first.stderr
     assert f"embeddings cached in {tmp_path / 'cache'}" in first.stderr
     X = np.load(out)
-    assert X.shape == (3, 32)
-    np.testing.assert_array_equal(X[0], X[2])
+    assert X.shape == (4, 32) and np.isnan(X[2]).all()  # one row per input row; the empty one is NaN
+    np.testing.assert_array_equal(X[0], X[3])
     second = run(*args)
     assert "2 cached, 0 encoded" in second.stderr
     np.testing.assert_array_equal(np.load(out), X)

@@ -62,3 +62,16 @@ def test_usage_errors_exit_2_without_a_traceback(tmp_path, args, code):
         assert result.stdout.startswith("embedclf 0.1.0")
     if code == 2:
         assert "Usage: " in result.stderr and "Error: " in result.stderr
+
+
+@pytest.mark.parametrize("content, command", [("text,label\n", "encode"), ("text,label\n", "fit"),
+                                              ("text,label\n,a\n,b\n", "fit"), ("", "encode")])
+def test_inputs_with_nothing_to_work_on_are_one_line(tiny_model, tmp_path, content, command):
+    (tmp_path / "d.csv").write_text(content)
+    extra = ["--label-col", "label", "--out", tmp_path / "m"] if command == "fit" else []
+    result = run(command, tmp_path / "d.csv", *extra, "--model", tiny_model, "--cache", tmp_path / "cache",
+                 cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("embedclf: error: ") and ("nothing to work on" in last or "cannot read" in last), last
+    assert not (tmp_path / "m").exists() and not list((tmp_path / "cache").glob("*/shards/*.npy"))

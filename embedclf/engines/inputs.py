@@ -7,6 +7,7 @@ runs (the Ray engine calls it inside its read tasks).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def read_inputs(path: str | Path, options: DataOptions, *, labels: bool = True) 
     return Dataset(str(path), [t for p in parts for t in p.texts],
                    np.concatenate([p.rows + f for p, f in zip(parts, first)]), targets,
                    n_rows=sum(p.n_rows for p in parts), skipped_empty=sum(p.skipped_empty for p in parts),
-                   skipped_unlabelled=sum(p.skipped_unlabelled for p in parts))
+                   skipped_unlabelled=sum(p.skipped_unlabelled for p in parts),
+                   labels_read_as_missing=dict(sum((Counter(p.labels_read_as_missing) for p in parts), Counter())))
 
 
 def open_cache(cache):

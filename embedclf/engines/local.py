@@ -22,7 +22,7 @@ def encode(path, options: DataOptions, settings: EncoderSettings, *, cache=None,
 
     start = time.perf_counter()
     encoder = Encoder(settings, cache=cache, progress=progress)
-    dataset = read_inputs(path, options)
+    dataset = read_inputs(path, options).require_texts()
     matrix = encoder.encode(dataset.texts)
     fidelity = None
     if check_fidelity:
@@ -43,7 +43,7 @@ def predict(model_dir, path, out, *, data_overrides: dict, encoder_overrides: di
     start = time.perf_counter()
     check_table_path(out)
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides, cache=cache, cooccur=cooccur)
-    dataset = read_inputs(path, data_options_for(classifier, data_overrides), labels=False)
+    dataset = read_inputs(path, data_options_for(classifier, data_overrides), labels=False).require_texts()
     scores, Y, added = predict_dataset(classifier, dataset)
     write_table(predictions_frame(classifier, dataset, Y, scores, added), out)
     return PredictResult.read_from(dataset, engine="local", source=str(path), settings=classifier.encoder.settings,

@@ -84,7 +84,7 @@ def finetune_files(train_path, out, settings: FineTuneSettings, fit_settings, da
 
     say = say or (lambda message: None)
     check_output_dir(out)
-    train = data_options.load(train_path, require_labels=True)
+    train = data_options.load(train_path, require_labels=True).require_texts()
     say(train.summary())
     valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
     if valid_data is not None:
