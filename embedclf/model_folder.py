@@ -6,41 +6,34 @@ encoder's settings record, data options, validation metrics, versions, a sha256 
 to trust, so a folder from a stranger cannot run code; optional ``rules.json`` holds co-occurrence
 rules; a fine-tuned model also bundles its transformer. Nothing here knows how to predict.
 
-A folder is data from a stranger until it is checked: ``manifest_sha256`` in ``model.json`` is the sha256
-of the manifest's canonical JSON without that field (sorted keys, no spaces, ASCII), so an edited,
-truncated or replaced ``model.json`` is refused, as is any file whose sha256 differs from ``files``.
-Folders of 0.1.0 have no ``manifest_sha256``; they still load (their files are still checked). Every
-manifest field is checked for its type and consistency before any other file is read, file names and
-the bundled encoder's path may not leave the folder, and each refusal is one :class:`EmbedclfError`
-line naming the file (and the field). A checksum finds corruption and careless edits; it is no signature.
+A folder is data from a stranger until it is checked: ``model.json`` is read and checked field by field in
+:mod:`embedclf.manifest`; here every other file is checked against its sha256, file names and the bundled
+encoder's path may not leave the folder, and the head must be one of embedclf's, fitted on the blocks the
+manifest describes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
-import re
-import reprlib
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from embedclf.errors import EmbedclfError
-from embedclf.labels import MULTICLASS, MULTILABEL, MULTIOUTPUT, TASK_KINDS
+from embedclf.manifest import (FORMAT, HEAD_FILE, MANIFEST, MANIFEST_CHECKSUM, RULES_FILE, field_error, plain_name,
+                               refuse, shown, check_manifest, manifest_digest, read_manifest, sha256)
 
-FORMAT = "embedclf-model/1"
-MANIFEST, HEAD_FILE, RULES_FILE = "model.json", "head.skops", "rules.json"
 TRUSTED_PREFIXES = ("embedclf.heads.",)
 # scikit-learn internals that skops does not trust by default but our heads hold (plain data, no code)
 TRUSTED_TYPES = {"sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"}
-MANIFEST_CHECKSUM = "manifest_sha256"
-MAX_MANIFEST_BYTES = 64 << 20
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_show = reprlib.Repr()
-_show.maxstring, _show.maxother, _show.maxlist, _show.maxdict, _show.maxlevel = 40, 40, 4, 4, 2
+
+
+# what model.py and the tests take from here, though it lives in manifest.py
+__all__ = ["FORMAT", "HEAD_FILE", "MANIFEST", "MANIFEST_CHECKSUM", "RULES_FILE", "bundled_encoder", "check_head",
+           "check_manifest", "jsonable", "load_head", "manifest_digest", "read_files", "read_manifest", "sha256",
+           "versions", "write_folder"]
 
 
 def versions() -> dict:
@@ -51,16 +44,6 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return found
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def manifest_digest(manifest: dict) -> str:
-    """sha256 of the manifest's canonical JSON, leaving out its own ``manifest_sha256``."""
-    body = {key: value for key, value in manifest.items() if key != MANIFEST_CHECKSUM}
-    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
 
 
 def write_folder(directory: str | Path, manifest: dict, files: dict[str, bytes],
@@ -90,154 +73,27 @@ def write_folder(directory: str | Path, manifest: dict, files: dict[str, bytes],
     return directory
 
 
-def _refuse(where, message: str) -> EmbedclfError:
-    """One line: ``where: message``, whatever the message holds."""
-    return EmbedclfError(re.sub(r"\s*[\r\n]+\s*", " ", f"{where}: {message}"))
-
-
-def read_manifest(directory: str | Path) -> dict:
-    """``model.json``, parsed, checked against its ``manifest_sha256`` and checked field by field."""
-    directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise EmbedclfError(f"{directory}: no such model folder")
-    if path.is_symlink():
-        raise _refuse(path, "is a symbolic link; a model folder holds plain files")
-    try:
-        with open(path, "rb") as stream:
-            raw = stream.read(MAX_MANIFEST_BYTES + 1)
-    except FileNotFoundError:
-        raise EmbedclfError(f"{directory}: not an embedclf model folder (no {MANIFEST})") from None
-    except OSError as exc:
-        raise _refuse(path, f"unreadable manifest ({exc.strerror or exc})") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _refuse(path, f"unreadable manifest (larger than {MAX_MANIFEST_BYTES >> 20} MiB)")
-    try:
-        manifest = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _refuse(path, f"unreadable manifest ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _refuse(path, f"not an embedclf model manifest (format {_show.repr(manifest.get('format'))})"
-                      if isinstance(manifest, dict) else "not an embedclf model manifest")
-    if MANIFEST_CHECKSUM in manifest:  # absent: a folder of 0.1.0, whose files are still checksummed
-        try:
-            digest = manifest_digest(manifest)
-        except (ValueError, TypeError, RecursionError):
-            digest = None
-        if manifest[MANIFEST_CHECKSUM] != digest:
-            raise _refuse(path, f"does not match its checksum ({MANIFEST_CHECKSUM}); "
-                                "the manifest was modified after it was saved")
-    check_manifest(path, manifest)
-    return manifest
-
-
-def _field_error(path, field: str, message: str) -> EmbedclfError:
-    return _refuse(path, f"field {field!r} {message}")
-
-
-def _expect(path, field: str, value, kind, what: str):
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise _field_error(path, field, f"must be {what}, got {_show.repr(value)}")
-    return value
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_manifest(path, manifest: dict) -> None:
-    """Types, ranges and consistency of every field ``load`` uses; one line naming the field otherwise."""
-    for key in ("targets", "encoder", "thresholds", "files"):
-        if key not in manifest:
-            raise _refuse(path, f"manifest lacks {key!r}")
-    targets = _expect(path, "targets", manifest["targets"], list, "a list of targets")
-    if not targets:
-        raise _field_error(path, "targets", "is empty")
-    names = set()
-    for i, target in enumerate(targets):
-        field = f"targets[{i}]"
-        _expect(path, field, target, dict, "an object with name, kind and classes")
-        for key in ("name", "kind", "classes"):
-            if key not in target:
-                raise _field_error(path, field, f"lacks {key!r}")
-        name = _expect(path, f"{field}.name", target["name"], str, "a string")
-        if name in names:
-            raise _field_error(path, f"{field}.name", f"repeats target {_show.repr(name)}")
-        names.add(name)
-        if target["kind"] not in (MULTICLASS, MULTILABEL):
-            raise _field_error(path, f"{field}.kind", f"is {_show.repr(target['kind'])}, not one of: "
-                                                       f"{MULTICLASS}, {MULTILABEL}")
-        classes = _expect(path, f"{field}.classes", target["classes"], list, "a list of class names")
-        if not classes or not all(isinstance(c, str) for c in classes):
-            raise _field_error(path, f"{field}.classes", f"must be a non-empty list of strings, got "
-                                                          f"{_show.repr(classes)}")
-        if len(set(classes)) != len(classes):
-            raise _field_error(path, f"{field}.classes", "names a class twice")
-    kinds = [target["kind"] for target in targets]
-    expected_task = MULTIOUTPUT if len(targets) > 1 else kinds[0]
-    if "task" in manifest:
-        task = manifest["task"]
-        if task not in TASK_KINDS:
-            raise _field_error(path, "task", f"is {_show.repr(task)}, not one of: {', '.join(TASK_KINDS)}")
-        if task != expected_task:
-            raise _field_error(path, "task", f"is {task} but 'targets' describe a {expected_task} task")
-    n_columns = sum(len(target["classes"]) for target in targets)
-    thresholds = _expect(path, "thresholds", manifest["thresholds"], list, "a list of numbers")
-    if len(thresholds) != n_columns:
-        raise _field_error(path, "thresholds", f"has {len(thresholds)} values for the {n_columns} label columns "
-                                               "of 'targets'")
-    for value in thresholds:
-        if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
-            raise _field_error(path, "thresholds", f"must hold numbers from 0 to 1, got {_show.repr(value)}")
-    if "at_least_one" in manifest:
-        _expect(path, "at_least_one", manifest["at_least_one"], bool, "true or false")
-    encoder = _expect(path, "encoder", manifest["encoder"], dict, "an object")
-    _expect(path, "encoder.model", encoder.get("model"), str, "a string")
-    if not encoder["model"]:
-        raise _field_error(path, "encoder.model", "is empty")
-    _expect(path, "encoder.fingerprint", encoder.get("fingerprint"), str, "a string")
-    if "bundled" in encoder:
-        _expect(path, "encoder.bundled", encoder["bundled"], bool, "true or false")
-    for key in ("data", "info", "versions", "head"):
-        if key in manifest:
-            _expect(path, key, manifest[key], dict, "an object")
-    files = _expect(path, "files", manifest["files"], dict, "an object of file name: sha256")
-    for name, digest in files.items():
-        if not _plain_name(name):
-            raise _field_error(path, "files", f"names a file outside the folder ({_show.repr(name)})")
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise _field_error(path, "files", f"holds no sha256 for {name} ({_show.repr(digest)})")
-    if HEAD_FILE not in files:
-        raise _field_error(path, "files", f"lists no {HEAD_FILE}")
-
-
-def _plain_name(name) -> bool:
-    """A file name in the folder itself: no separators, no ``..``, nothing absolute, no odd characters."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-            and "\0" not in name and ":" not in name and name.isprintable())
-
-
 def read_files(directory: str | Path, manifest: dict) -> dict[str, bytes]:
     """The files the manifest lists, each a plain file in the folder and checked against its checksum."""
     directory = Path(directory)
     blobs = {}
     for name, digest in manifest.get("files", {}).items():
-        if not _plain_name(name):
-            raise _refuse(directory, f"{MANIFEST} names a file outside the folder ({_show.repr(name)})")
+        if not plain_name(name):
+            raise refuse(directory, f"{MANIFEST} names a file outside the folder ({shown.repr(name)})")
         path = directory / name
         if path.is_symlink():
-            raise _refuse(directory, f"{name} is a symbolic link; a model folder holds plain files")
+            raise refuse(directory, f"{name} is a symbolic link; a model folder holds plain files")
         if not path.is_file():
-            raise _refuse(directory, f"{name} is missing; the model folder is incomplete")
+            raise refuse(directory, f"{name} is missing; the model folder is incomplete")
         try:
             blobs[name] = path.read_bytes()
         except OSError as exc:
-            raise _refuse(directory, f"{name} is unreadable ({exc.strerror or exc})") from None
+            raise refuse(directory, f"{name} is unreadable ({exc.strerror or exc})") from None
         if sha256(blobs[name]) != digest:
-            raise _refuse(directory, f"{name} does not match its checksum in {MANIFEST}; "
+            raise refuse(directory, f"{name} does not match its checksum in {MANIFEST}; "
                                      "the folder was modified after it was saved")
     if HEAD_FILE not in blobs:
-        raise _refuse(directory, f"{MANIFEST} lists no {HEAD_FILE}")
+        raise refuse(directory, f"{MANIFEST} lists no {HEAD_FILE}")
     return blobs
 
 
@@ -247,18 +103,18 @@ def check_head(directory: str | Path, head, layout) -> None:
 
     path = Path(directory) / MANIFEST
     if not isinstance(head, BlockHead):
-        raise _refuse(Path(directory) / HEAD_FILE, f"holds a {type(head).__name__}, not an embedclf head")
+        raise refuse(Path(directory) / HEAD_FILE, f"holds a {type(head).__name__}, not an embedclf head")
     try:
         fitted = tuple((str(kind), int(size)) for kind, size in head.layout_)
     except (AttributeError, TypeError, ValueError, OverflowError):
-        raise _refuse(Path(directory) / HEAD_FILE, "holds a head with no valid layout_; it is not a fitted "
+        raise refuse(Path(directory) / HEAD_FILE, "holds a head with no valid layout_; it is not a fitted "
                                                    "embedclf head") from None
     if fitted != tuple(layout):
-        raise _field_error(path, "targets", f"describe blocks {list(layout)} but {HEAD_FILE} was fitted on "
-                                            f"{_show.repr(list(fitted))}")
+        raise field_error(path, "targets", f"describe blocks {list(layout)} but {HEAD_FILE} was fitted on "
+                                            f"{shown.repr(list(fitted))}")
     features = getattr(head, "n_features_in_", None)
     if features is not None and (not isinstance(features, int) or isinstance(features, bool) or features < 1):
-        raise _refuse(Path(directory) / HEAD_FILE, f"holds a head with n_features_in_ {_show.repr(features)}")
+        raise refuse(Path(directory) / HEAD_FILE, f"holds a head with n_features_in_ {shown.repr(features)}")
 
 
 def load_head(directory: str | Path, data: bytes):
@@ -290,27 +146,27 @@ def bundled_encoder(directory: str | Path, manifest: dict) -> str | None:
     where = Path(directory) / MANIFEST
     name = encoder.get("model")
     if not isinstance(name, str) or not name or "\0" in name or not name.isprintable():
-        raise _field_error(where, "encoder.model", f"is no path of a bundled encoder ({_show.repr(name)})")
+        raise field_error(where, "encoder.model", f"is no path of a bundled encoder ({shown.repr(name)})")
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive
             or name.startswith(("~", "/", "\\")) or ".." in parts):
-        raise _field_error(where, "encoder.model", f"points the bundled encoder outside the folder ({_show.repr(name)})")
+        raise field_error(where, "encoder.model", f"points the bundled encoder outside the folder ({shown.repr(name)})")
     root = Path(directory).resolve()
     try:
         path = (root / name).resolve()
     except (OSError, RuntimeError):
-        raise _field_error(where, "encoder.model", f"is no usable path ({_show.repr(name)})") from None
+        raise field_error(where, "encoder.model", f"is no usable path ({shown.repr(name)})") from None
     if root not in path.parents:
-        raise _field_error(where, "encoder.model", f"points the bundled encoder outside the folder ({_show.repr(name)})")
+        raise field_error(where, "encoder.model", f"points the bundled encoder outside the folder ({shown.repr(name)})")
     if not path.is_dir():
-        raise _refuse(Path(directory), f"the bundled encoder {name} is missing; the model folder is incomplete")
+        raise refuse(Path(directory), f"the bundled encoder {name} is missing; the model folder is incomplete")
     if (path / MANIFEST).exists() or (path / MANIFEST).is_symlink():  # the encoder would follow it unchecked
-        raise _refuse(Path(directory), f"the bundled encoder {name} holds a {MANIFEST} of its own; refusing it")
+        raise refuse(Path(directory), f"the bundled encoder {name} holds a {MANIFEST} of its own; refusing it")
     for folder, dirs, files in os.walk(path):
         for entry in dirs + files:
             link = Path(folder) / entry
             if link.is_symlink() and root not in link.resolve().parents:
-                raise _refuse(Path(directory), f"{link.relative_to(root)} links outside the model folder")
+                raise refuse(Path(directory), f"{link.relative_to(root)} links outside the model folder")
     return str(path)
 
 
