@@ -46,6 +46,8 @@ class FitSettings:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
             raise EmbedclfError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise EmbedclfError(f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         if self.tune_for not in OBJECTIVES:
             raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {self.tune_for!r}")
 

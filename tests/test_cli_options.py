@@ -25,6 +25,7 @@ TICKETS = ROOT / "examples" / "tickets.csv"
     (["--backend", "onnx", "--device", "cuda"], "the onnx backend runs on the CPU"),
     (["--device", "tpu"], "--device 'tpu' is not one of"),
     (["--tune-thresholds"], "--tune-thresholds needs validation data"),
+    (["--head", "mlp", "--seed", "-1"], "--seed must be an integer from 0 to 2**32 - 1"),
 ])
 def test_fit_refuses_bad_options_before_any_work(tiny_model, tmp_path, args, message):
     result = run("fit", TICKETS, "--text-col", "subject", "--label-col", "topics", "--label-sep", "|",

@@ -92,12 +92,12 @@ def fit(
     given = dict(C=c, class_weight=class_weight, n_neighbors=neighbors, hidden=tuple(hidden) if hidden else None,
                  dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, loss=loss,
                  gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble)
+    settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
+                           tune_for=tune_for, at_least_one=at_least_one, seed=seed)
     given = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
     if "random_state" in head_params(head.value):
         given["random_state"] = seed
     estimator = make_head(head.value, **given)
-    settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
-                           tune_for=tune_for, at_least_one=at_least_one, seed=seed)
     encoder = encoder_settings(model, encode_batch_size, max_length, pooling, normalize, device, precision, backend,
                                max_batch_tokens, chunk_size)
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
