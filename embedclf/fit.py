@@ -158,16 +158,27 @@ def _headline(report: dict) -> dict:
             for name, metrics in report["targets"].items()}
 
 
+def read_training_files(out, data_options: DataOptions, train_path, valid_path, say: Callable[[str], None]):
+    """``(train, valid)`` for ``fit`` and ``finetune``, each summarised; refused before reading if ``out``
+    cannot become a folder, or after if TRAIN holds nothing to learn from."""
+    from embedclf.io import check_output_dir
+
+    check_output_dir(out)
+    train = data_options.load(train_path, require_labels=True).require_texts()
+    say(train.summary())
+    valid = data_options.load(valid_path, require_labels=True) if valid_path is not None else None
+    if valid is not None:
+        say(valid.summary())
+    return train, valid
+
+
 def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, data_options: DataOptions, *,
               valid=None, cooccur=None, cache=None, say: Callable[[str], None] | None = None) -> TextClassifier:
     """``embedclf fit``: read TRAIN (and ``valid``), fit ``head`` through the cache, save the folder ``out``.
 
     Every setting was validated when it was built, so a mistake fails here before any model loads.
     """
-    from embedclf.io import check_output_dir
-
     say = say or (lambda message: None)
-    check_output_dir(out)
     rules = None
     if cooccur is not None:
         from embedclf.postprocess.rules import CooccurrenceRules
@@ -175,11 +186,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
         rules = CooccurrenceRules.load(cooccur)
     encoder = Encoder(encoder_settings, cache=cache)
     encoder.settings  # the model's files found and the settings checked against them, before any data is read
-    train = data_options.load(train_path, require_labels=True).require_texts()
-    say(train.summary())
-    valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
-    if valid_data is not None:
-        say(valid_data.summary())
+    train, valid_data = read_training_files(out, data_options, train_path, valid, say)
     classifier = fit_classifier(train, head, encoder, settings, data_options=data_options, valid=valid_data,
                                 rules=rules, say=say)
     for target, metrics in classifier.info.get("validation", {}).items():

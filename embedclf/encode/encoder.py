@@ -102,10 +102,6 @@ class Encoder:
     def ref(self) -> ModelRef:
         return self.settings.ref
 
-    @property
-    def model_name(self) -> str:
-        return self.requested.model
-
     pooling = property(lambda self: self.settings.pooling)
     max_length = property(lambda self: self.settings.max_length)
     precision = property(lambda self: self.settings.precision)
@@ -138,8 +134,6 @@ class Encoder:
             with status(f"loading {self.settings.model} ({self.backend} {self.precision})"):
                 self._embedder = load_embedder(self.settings, self.export_root)
         return self._embedder
-
-    model = embedder  # the name older code used
 
     def derive(self, **changes) -> "Encoder":
         """A new encoder with these settings (or ``cache``/``progress``) changed and the rest kept."""

@@ -14,7 +14,7 @@ and a local copy of the same files share one cache space.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 
 from embedclf.encode.batching import BATCH_TOKENS_PER_TEXT
@@ -190,8 +190,6 @@ class EncoderSettings:
         return (f"{self.model} ({self.fingerprint[:12]}), {self.pooling} pooling, max {self.max_length} tokens, "
                 f"{self.backend} {self.precision}")
 
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "ref"}
 
 
 def _positive(option: str, value, *, optional: bool = False, least: int = 1) -> None:

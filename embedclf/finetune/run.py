@@ -80,15 +80,10 @@ def finetune_files(train_path, out, settings: FineTuneSettings, fit_settings, da
     ``fit_settings`` (:class:`~embedclf.fit.FitSettings`) says how to validate and decide, as for ``fit``;
     every setting was checked when it was built, so a mistake fails before any model loads.
     """
-    from embedclf.io import check_output_dir
+    from embedclf.fit import read_training_files
 
     say = say or (lambda message: None)
-    check_output_dir(out)
-    train = data_options.load(train_path, require_labels=True).require_texts()
-    say(train.summary())
-    valid_data = data_options.load(valid, require_labels=True) if valid is not None else None
-    if valid_data is not None:
-        say(valid_data.summary())
+    train, valid_data = read_training_files(out, data_options, train_path, valid, say)
     fit_settings.check_validation(valid_data)
     classifier = finetune(train, settings, out, data_options=data_options, valid=valid_data,
                           valid_split=fit_settings.valid_split, tune_thresholds=fit_settings.tune_thresholds,

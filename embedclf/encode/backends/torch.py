@@ -11,7 +11,7 @@ from embedclf.encode.batching import capped_batches
 from embedclf.errors import EmbedclfError
 
 
-def load_sentence_transformer(settings, *, device: str | None = None, precision: str | None = None):
+def load_sentence_transformer(settings):
     """Load resolved ``settings``' model as Transformer → Pooling; normalisation is applied at encode time.
 
     The model's own Pooling module is replaced by one of ``settings.pooling``, so the pooling is the
@@ -36,12 +36,11 @@ def load_sentence_transformer(settings, *, device: str | None = None, precision:
     dimension = transformer.get_embedding_dimension() if hasattr(transformer, "get_embedding_dimension") \
         else transformer.get_word_embedding_dimension()
     model = SentenceTransformer(modules=[transformer, Pooling(dimension, pooling_mode=settings.pooling)],
-                                device=device or settings.device)
+                                device=settings.device)
     model.max_seq_length = settings.max_length
-    precision = precision or settings.precision
-    if precision == "fp16":
+    if settings.precision == "fp16":
         model.half()
-    elif precision == "bf16":
+    elif settings.precision == "bf16":
         model.to(torch.bfloat16)
     model.eval()
     return model

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from embedclf.encode.settings import EncoderSettings, auto_precision
+from embedclf.encode.settings import EncoderSettings
 from embedclf.errors import EmbedclfError
 
 VECTOR_COLUMNS = ("key", "tokens", "vector")
@@ -26,12 +26,10 @@ def actor_settings(requested: EncoderSettings, gpus_per_actor: float, cache=None
         device = "cuda" if gpus_per_actor else "cpu"
     elif device.startswith("cuda") and not gpus_per_actor:
         raise EmbedclfError(f"--device {device} with --engine ray needs --gpus-per-actor (GPUs for the actors)")
-    precision = auto_precision(backend, device) if requested.precision == "auto" else requested.precision
     memo = cache.fingerprint_memo if cache is not None else None
-    resolved = requested.resolve(memo, device="cpu")  # the model's files, pooling, length; no torch here
+    resolved = requested.resolve(memo, device=device)  # the actors' device, taken as given: no torch here
     local = Path(requested.model)  # a model directory: the same absolute path on every node, not our cwd
-    model = str(local.resolve()) if local.is_dir() else requested.model
-    return replace(resolved, model=model, device=device, precision=precision)
+    return replace(resolved, model=str(local.resolve())) if local.is_dir() else resolved
 
 
 def mismatch_message(key: dict, expected: dict) -> str:
