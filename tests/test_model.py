@@ -182,3 +182,15 @@ def test_cli_errors_for_models_are_one_line(tmp_path):
         result = run(*args, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_fit_reports_the_train_encoding_on_the_encoder_it_was_given(tiny_model, tmp_path):
+    """The pipeline's encoding step keeps the given Encoder through fit, so its report is train's."""
+    train = GO.load(goemotions_slice(tmp_path, n=200), require_labels=True)
+    lines, given = [], encoder(tiny_model, tmp_path)
+    classifier = fit_classifier(train, make_head("logreg"), given, data_options=GO, valid_split=0.25, say=lines.append)
+    assert classifier.encoder is given
+    rows = classifier.info["train_rows"]
+    assert given.last_report.texts == rows and 100 < rows < len(train.texts)
+    assert any(line.startswith(f"train embeddings: {rows:,} texts") for line in lines), lines
+    assert classifier.info["fit_seconds"] >= 0

@@ -61,7 +61,9 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         from embedclf.encode.encoder import Encoder
 
         _texts(X)
-        self.encoder_ = Encoder(self.settings(), cache=self.cache, progress=self.progress)
+        encoder = Encoder(self.settings(), cache=self.cache, progress=self.progress)
+        if not _same_encoder(getattr(self, "encoder_", None), encoder):  # refitting keeps the resolved one
+            self.encoder_ = encoder
         self.encoder_.settings  # resolves the model now: a wrong path fails at fit, not at transform
         return self
 
@@ -82,6 +84,14 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+def _same_encoder(current, new) -> bool:
+    """Whether ``current`` (an Encoder, or None) already encodes as ``new`` would, into the same cache."""
+    def root(encoder):
+        return None if encoder.cache is None else encoder.cache.root.resolve()
+
+    return current is not None and current.requested == new.requested and root(current) == root(new)
 
 
 def _texts(X) -> list[str]:

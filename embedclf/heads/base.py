@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from embedclf.labels import block_decisions, to_blocks
+from embedclf.labels import MULTICLASS, block_decisions, iter_blocks, to_blocks
 
 
 def fill_class_proba(out: np.ndarray, block: slice, estimator, X) -> None:
@@ -122,8 +122,6 @@ class EstimatorPerBlockHead(BlockHead):
     multi-class block asks its classifier, a multi-label block the subclass's :meth:`_predict_labels`."""
 
     def _predict_blocks(self, X):
-        from embedclf.labels import MULTICLASS, iter_blocks
-
         out = np.tile(self.column_rates_, (len(X), 1))
         for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
             if kind == MULTICLASS:
