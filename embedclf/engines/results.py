@@ -106,15 +106,13 @@ class EncodeResult(RunResult):
             f"{n:,} row{'s' if n != 1 else ''} with {reason}" for n, reason in why if n) + " written as NaN"
 
     def lines(self, source=None) -> list[str]:
-        s = self.settings
+        s, nan_rows = self.settings, self.nan_rows_line()
         if self.engine == "local":
             lines = [self.read_line(source),
                      f"encoded with {s.describe()}: {self.encoding.summary(s.max_length)}"]
             if self.encoding.cache_dir:
                 lines.append(f"embeddings cached in {self.encoding.cache_dir} ({self.dimension} dims)")
-            nan_rows = self.nan_rows_line()
             return lines + ([nan_rows] if nan_rows else []) + ([self.fidelity] if self.fidelity else [])
-        nan_rows = self.nan_rows_line()
         return [self.read_line(source), f"encoded with {s.describe()}: {self.pool_line()}",
                 f"vectors in {self.out_dir} (Parquet: row, key, tokens, vector; {self.dimension} dims)",
                 *([nan_rows] if nan_rows else []), *self.import_lines()]
