@@ -48,6 +48,12 @@ class Dataset:
     skipped_empty: int = 0
     skipped_unlabelled: int = 0
     labels_read_as_missing: dict[str, int] = field(default_factory=dict)  # literal label -> count, rows with text
+    id_col: str | None = None  # the column that identifies rows, carried into the outputs; None without one
+    row_ids: list | None = None  # its value in every row of the file (kept or skipped), when there is one
+
+    def ids(self) -> list | None:
+        """The id of each kept text (aligned with ``texts``), or None without an id column."""
+        return None if self.row_ids is None else [self.row_ids[i] for i in self.rows]
 
     @property
     def task(self) -> str | None:
@@ -101,13 +107,18 @@ class Dataset:
         if self.skipped_unlabelled:
             parts.append(f"{self.skipped_unlabelled:,} skipped (no label)")
         if self.labels_read_as_missing:
-            counts = Counter(self.labels_read_as_missing).most_common()
-            shown = ", ".join(repr(value) + (f" ({n:,})" if len(counts) > 1 else "") for value, n in counts)
-            parts.append(f"{sum(n for _, n in counts):,} labels read as missing: {shown}")
+            parts.append(read_as_missing_part(self.labels_read_as_missing))
         if self.targets:
             parts.append(f"task {self.task} (" + ", ".join(
                 f"{t.name}: {t.kind}, {len({x for row in t.labels for x in row})} labels" for t in self.targets) + ")")
         return "; ".join(parts)
+
+
+def read_as_missing_part(counts: dict[str, int]) -> str:
+    """The summary's words for label cells read as "no label": how many, and which literals."""
+    ranked = Counter(counts).most_common()
+    shown = ", ".join(repr(value) + (f" ({n:,})" if len(ranked) > 1 else "") for value, n in ranked)
+    return f"{sum(n for _, n in ranked):,} labels read as missing (--keep-na-labels keeps them as classes): {shown}"
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ class DataOptions:
     strict: bool = False  # refuse rows with no text or no label instead of skipping them
     # label cells read as "no label" rather than as a class (exact match after stripping); () keeps them as classes
     missing_labels: tuple[str, ...] = MISSING_LABELS
+    # the column carried into encode's Parquet and predict's table; None: a column named "id", if there is one
+    id_col: str | None = None
 
     def __post_init__(self):
         for name in ("text_cols", "label_cols", "label_names", "missing_labels"):
@@ -164,6 +177,10 @@ def _check_options(options: DataOptions) -> None:
             raise EmbedclfError(f"--columns names {next(v for v in values if values.count(v) > 1)!r} twice")
     if not options.text_cols:
         raise EmbedclfError("give at least one --text-col")
+    if options.id_col is not None and (not isinstance(options.id_col, str) or not options.id_col):
+        raise EmbedclfError(f"--id-col must be a non-empty column name, got {options.id_col!r}")
+    if options.id_col is not None and options.id_col in options.text_cols + options.label_cols:
+        raise EmbedclfError(f"--id-col {options.id_col!r} is also a text or label column")
     if options.task is not None and options.task not in TASK_KINDS:
         raise EmbedclfError(f"unknown --task {options.task!r}; expected one of {', '.join(TASK_KINDS)}")
     n_labels = len(options.label_cols)
@@ -222,9 +239,20 @@ def _read_dataset(path: str | Path, options: DataOptions) -> Dataset:
     rows = np.flatnonzero(has_text & labelled)
     for target in targets:
         target.labels = [target.labels[i] for i in rows]
+    id_col = _id_column(frame, path, options)
     return Dataset(str(path), [texts[i] for i in rows], rows, targets, n_rows=len(frame),
                    skipped_empty=int((~has_text).sum()), skipped_unlabelled=int((has_text & ~labelled).sum()),
-                   labels_read_as_missing=dict(read_as_missing))
+                   labels_read_as_missing=dict(read_as_missing), id_col=id_col,
+                   row_ids=frame[id_col].tolist() if id_col else None)
+
+
+def _id_column(frame, path, options: DataOptions) -> str | None:
+    """--id-col, which must be there; without it a column named "id" that is neither text nor label."""
+    if options.id_col is not None:
+        if options.id_col not in frame.columns:
+            raise EmbedclfError(f"{path}: no column {options.id_col!r} for --id-col")
+        return options.id_col
+    return "id" if "id" in frame.columns and "id" not in options.text_cols + options.label_cols else None
 
 
 def _check_columns(frame, path: str | Path, options: DataOptions) -> None:

@@ -13,11 +13,14 @@ from embedclf.model import TextClassifier
 
 def predictions_frame(classifier: TextClassifier, dataset: Dataset, Y: np.ndarray, scores: np.ndarray,
                       added: np.ndarray | None = None, sep: str = "|"):
-    """One row per text: its row in the input, the labels per target, then a probability per label."""
+    """One row per text: its row in the input (and id), the labels per target, then a probability per label."""
     import pandas as pd
 
     space = classifier.space
     columns = {"row": dataset.rows + 1}
+    ids = dataset.ids()
+    if ids is not None and dataset.id_col not in [t.name for t in space.targets] + ["row"]:
+        columns[dataset.id_col] = ids
     for target, labels in zip(space.targets, space.decode(Y)):
         columns[target.name] = [sep.join(row) for row in labels]
     if added is not None:
@@ -70,10 +73,12 @@ def load_classifier(model_dir, *, encoder_overrides: dict | None = None, cache=N
 
 
 def data_options_for(classifier: TextClassifier, overrides: dict | None = None):
-    """The data options the model was fitted with, with the given ``overrides`` (None: keep) on top."""
+    """The data options the model was fitted with, with the given ``overrides`` (None: keep) on top. The id
+    column is the file's business, not the model's: ``id_col`` comes from the overrides (or a column named id)."""
     from dataclasses import replace
 
-    return replace(classifier.data_options, **{k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return replace(classifier.data_options, **({"id_col": None} | given))
 
 
 def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encoder_overrides: dict | None = None,

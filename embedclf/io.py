@@ -33,11 +33,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+MATRIX_FORMATS = (".npy", ".parquet")
+
+
 def check_matrix_path(path: str | Path) -> Path:
     """Fail before any work is done if ``path`` cannot take a matrix."""
     path = Path(path)
-    if path.suffix != ".npy":
-        raise EmbedclfError(f"{path}: --out must end in .npy")
+    if path.suffix not in MATRIX_FORMATS:
+        raise EmbedclfError(f"{path}: --out must end in .npy (the matrix) or .parquet (row, id, vector)")
     if path.is_dir():
         raise EmbedclfError(f"{path}: is a directory")
     return path
@@ -49,14 +52,34 @@ def _umask() -> int:
     return mask
 
 
-def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
+def save_matrix(path: str | Path, matrix: np.ndarray, ids: list | None = None, id_col: str | None = None) -> None:
+    """The matrix as .npy, or as a Parquet table of (row, the input's id column if any, vector): row is
+    1-based, as in predict's output, and ``ids`` (one per matrix row) goes in under ``id_col``."""
     path = check_matrix_path(path)
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(matrix))
+    if path.suffix == ".npy":
+        np.save(buffer, np.ascontiguousarray(matrix))
+    else:
+        _write_embeddings_parquet(buffer, matrix, ids, id_col)
     try:
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
         raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _write_embeddings_parquet(buffer, matrix: np.ndarray, ids: list | None, id_col: str | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    columns = {"row": pa.array(np.arange(1, len(matrix) + 1, dtype=np.int64))}
+    if ids is not None and id_col not in (None, "row", "vector"):
+        try:
+            columns[id_col] = pa.array(ids, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds (JSON lines): ids as written, as text
+            columns[id_col] = pa.array([None if v is None else str(v) for v in ids], pa.string())
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+    pq.write_table(pa.table(columns), buffer)
 
 
 TABLE_FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")

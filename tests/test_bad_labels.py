@@ -25,7 +25,7 @@ def test_a_literal_missing_value_is_no_class_and_its_row_is_skipped(tmp_path, va
     ds = load_dataset(tmp_path / "d.csv", label_cols=["y"])
     assert ds.texts == ["first", "third"] and ds.rows.tolist() == [0, 2]
     assert ds.skipped_unlabelled == 2 and ds.labels_read_as_missing == {value: 1}
-    assert "2 skipped (no label); 1 labels read as missing: " + repr(value) in ds.summary()
+    assert "2 skipped (no label); 1 labels read as missing (--keep-na-labels keeps them as classes): " + repr(value) in ds.summary()
     assert {x for row in ds.targets[0].labels for x in row} == {"a", "b"}
 
 
@@ -37,7 +37,7 @@ def test_missing_values_are_counted_per_value_in_json_lines_too(tmp_path):
     ds = load_dataset(tmp_path / "d.jsonl", label_cols=["y"])
     assert ds.texts == ["t1", "t6"] and ds.skipped_unlabelled == 4 and ds.skipped_empty == 1
     assert ds.labels_read_as_missing == {"NaN": 2, "None": 1}
-    assert "4 skipped (no label); 3 labels read as missing: 'NaN' (2), 'None' (1)" in ds.summary()
+    assert "4 skipped (no label); 3 labels read as missing (--keep-na-labels keeps them as classes): 'NaN' (2), 'None' (1)" in ds.summary()
 
 
 def test_missing_values_inside_a_label_set_are_dropped_from_the_set(tmp_path):
@@ -114,3 +114,26 @@ def test_finetune_says_which_label_names_train_lacks(tmp_path, monkeypatch):
         finetune(train, FineTuneSettings(model="unused", device="cpu"), tmp_path / "m", say=said.append)
     assert f"{tmp_path / 'd.csv'}: 1 of 3 --label-names of 'y' never occur here and are left out of the model: " \
            "'mixed'" in said
+
+
+def test_keep_na_labels_on_the_command_line_keeps_them_as_classes(tmp_path):
+    """`--keep-na-labels`: "None" is a real label here ("no topic" as a category), so it takes part in rules."""
+    import subprocess
+    import sys
+
+    rows = ["politics|None"] * 6 + ["sport"] * 4
+    (tmp_path / "d.csv").write_text("text,tags\n" + "".join(f"text {i},{tags}\n" for i, tags in enumerate(rows)))
+
+    def cooccur(*extra):
+        done = subprocess.run([sys.executable, "-m", "embedclf", "cooccur", tmp_path / "d.csv", "--label-col", "tags",
+                               "--label-sep", "|", "--min-support", "2", "--out", tmp_path / "r.json", *extra],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr, json.loads((tmp_path / "r.json").read_text())
+
+    said, rules = cooccur()
+    assert "6 labels read as missing (--keep-na-labels keeps them as classes): 'None'" in said
+    assert [r["consequent"] for r in rules["rules"]] == []
+    said, rules = cooccur("--keep-na-labels")
+    assert "read as missing" not in said
+    assert {(r["antecedent"], r["consequent"]) for r in rules["rules"]} == {("politics", "None"), ("None", "politics")}

@@ -125,6 +125,19 @@ def test_a_truncated_shard_without_a_checksum_is_caught_by_its_size(tiny_model, 
     assert old.with_name(old.name + ".corrupt").exists()
 
 
+def test_flipped_bytes_in_a_shard_without_a_checksum_are_caught_by_their_values(tiny_model, cache_dir, filled,
+                                                                                  capfd):
+    shards, clean = filled
+    old = shards[1].with_name("-".join(shards[1].stem.split("-")[:2]) + ".npy")
+    shards[1].rename(old)
+    flip_vector_bytes(old)  # XOR 0x5A on float32 bytes: exponents of ~1e29 (or NaN), as on a damaged disk
+    capfd.readouterr()
+    encoder = make(tiny_model, cache_dir)
+    np.testing.assert_allclose(encoder.encode(TEXTS), clean, atol=1e-6)
+    err = capfd.readouterr().err
+    assert encoder.last_report.encoded == 10 and len(warnings_in(err)) == 1 and "shard without checksum" in err
+
+
 def test_another_space_object_does_not_warn_twice(tiny_model, cache_dir, filled, capfd):
     shards, _ = filled
     truncate(shards[0], 0)

@@ -20,7 +20,6 @@ TICKETS = ROOT / "examples" / "tickets.csv"
     (["--valid-split", "2"], "--valid-split must be between 0 and 1"),
     (["--max-length", "0"], "--max-length must be an integer of at least 2"),
     (["--max-length", "5000"], "--max-length 5000 is above the 128 tokens"),
-    (["--encode-batch-size", "0"], "--batch-size must be an integer of at least 1"),
     (["--max-batch-tokens", "0"], "--max-batch-tokens must be an integer of at least 1"),
     (["--backend", "onnx", "--device", "cuda"], "the onnx backend runs on the CPU"),
     (["--device", "tpu"], "--device 'tpu' is not one of"),
@@ -36,6 +35,16 @@ def test_fit_refuses_bad_options_before_any_work(tiny_model, tmp_path, args, mes
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "model").exists()
     assert sum(space.entries for space in EmbeddingCache(tmp_path / "cache").spaces()) == 0  # nothing encoded
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "evaluate"])
+def test_the_encode_batch_size_is_refused_under_its_own_name(tiny_model, tmp_path, command):
+    """fit's --batch-size is the MLP's; the encoder's is --encode-batch-size, and an error names that one."""
+    args = {"fit": [TICKETS, "--out", tmp_path / "model", "--label-col", "topics"],
+            "predict": [tmp_path, TICKETS, "--out", tmp_path / "p.csv"], "evaluate": [tmp_path, TICKETS]}[command]
+    result = run(command, *args, "--encode-batch-size", "0", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Invalid value for '--encode-batch-size'" in result.stderr and "--batch-size'" not in result.stderr
 
 
 @pytest.mark.parametrize("command, message", [

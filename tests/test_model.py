@@ -145,7 +145,7 @@ def test_cli_multilabel_goemotions_fit_predict_evaluate(tiny_model, tmp_path):
     predicted = run("predict", tmp_path / "model", test, "--out", tmp_path / "p.csv", "--cache", tmp_path / "cache")
     assert predicted.returncode == 0, predicted.stderr
     frame = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
-    assert len(frame) == 100 and list(frame.columns[:2]) == ["row", "labels"] and "p(admiration)" in frame.columns
+    assert len(frame) == 100 and list(frame.columns[:3]) == ["row", "id", "labels"] and "p(admiration)" in frame.columns
     evaluated = run("evaluate", tmp_path / "model", test, "--report", tmp_path / "r.json", "--cache",
                     tmp_path / "cache")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -468,3 +468,18 @@ def test_corrupted_zip_members_of_a_real_head(folder, scratch, data):
     directory = fresh(folder, scratch)
     replace_file(directory, "head.skops", bytes(blob))
     load_or_refuse(directory)
+
+
+def test_a_model_folder_given_as_the_encoder_model_is_checked_too(copy, tiny_model):
+    """``--model FOLDER`` names a fine-tuned model folder's transformer: its manifest is checked as on load."""
+    from embedclf.encode.models import resolve_model_path
+
+    shutil.copytree(tiny_model, copy / "encoder")
+    bundle(copy, "encoder")
+    assert resolve_model_path(str(copy)) == (copy / "encoder").resolve()
+    bundle(copy, "../..")
+    with pytest.raises(EmbedclfError, match="field 'encoder.model' points the bundled encoder outside"):
+        resolve_model_path(str(copy))
+    (copy / "model.json").write_text("{not json")
+    with pytest.raises(EmbedclfError, match="unreadable manifest"):
+        resolve_model_path(str(copy))

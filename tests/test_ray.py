@@ -149,8 +149,9 @@ def test_predict_on_ray_writes_what_local_predict_writes_on_the_device_asked_int
     got, expected = load_predictions(tmp_path / "p"), local_table(tmp_path / "local.parquet")
     assert list(got.columns) == list(expected.columns) and not any(c in got for c in ("key", "vector"))
     assert got["row"].tolist() == expected["row"].tolist() == list(range(1, 301))
+    assert got["id"].tolist() == expected["id"].tolist()  # GoEmotions' comment ids, carried along
     assert got["labels"].tolist() == expected["labels"].tolist()
-    np.testing.assert_allclose(got.iloc[:, 2:].to_numpy(), expected.iloc[:, 2:].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(got.iloc[:, 3:].to_numpy(), expected.iloc[:, 3:].to_numpy(), atol=1e-4)
     # the actors' vectors are in the cache asked for: a local run there encodes nothing
     assert result.lines()[-1].startswith(f"imported {result.imported:,} new vectors into the cache, {tmp_path}")
     cached = predict_data(tmp_path / "m", go_slice, tmp_path / "again.csv", cache=tmp_path / "cache",

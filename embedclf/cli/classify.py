@@ -9,11 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, ChunkSize,
-                                  Columns, Device, Engine, GpusPerActor, LabelCol, LabelNames, LabelSep, MaxBatchTokens,
-                                  MaxLength, Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
-                                  PrecisionOption, Strict, Task, TextCol, Threshold, TuneFor, TuneThresholds,
-                                  cache_option, data_options, encoder_settings, say, split_columns)
+from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, cache_option,
+                                  ChunkSize, Columns, data_options, Device, encoder_settings, Engine, GpusPerActor,
+                                  IdCol, KeepNaLabels, LabelCol, LabelNames, LabelSep, MaxBatchTokens, MaxLength,
+                                  Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
+                                  PrecisionOption, say, split_columns, Strict, Task, TextCol, Threshold, TuneFor,
+                                  TuneThresholds)
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
@@ -44,8 +45,9 @@ def _head_option(help: str, *names: str):
     return typer.Option(*names, help=help, rich_help_panel=HEAD)
 
 
-EncodeBatch = Annotated[int, typer.Option(help="Texts per forward pass when encoding.", rich_help_panel=ENCODER)]
-ModelBatch = Annotated[Optional[int], typer.Option(help="Texts per forward pass. [default: the model's]",
+EncodeBatch = Annotated[int, typer.Option(min=1, help="Texts per forward pass when encoding.",
+                                          rich_help_panel=ENCODER)]
+ModelBatch = Annotated[Optional[int], typer.Option(min=1, help="Texts per forward pass. [default: the model's]",
                                                    rich_help_panel=ENCODER)]
 
 
@@ -80,6 +82,7 @@ def fit(
     at_least_one: AtLeastOne = False,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
+    keep_na_labels: KeepNaLabels = False,
     model: Model = None, encode_batch_size: EncodeBatch = 32, max_batch_tokens: MaxBatchTokens = None,
     chunk_size: ChunkSize = 1024, max_length: MaxLength = None, pooling: PoolingOption = None,
     normalize: Normalize = True, device: Device = "auto", precision: PrecisionOption = "auto",
@@ -100,7 +103,8 @@ def fit(
     estimator = make_head(head.value, **given)
     encoder = encoder_settings(model, encode_batch_size, max_length, pooling, normalize, device, precision, backend,
                                max_batch_tokens, chunk_size)
-    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
+    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
+                           keep_na_labels=keep_na_labels)
     fit_files(train, out, estimator, encoder, settings, options, valid=valid, cooccur=cooccur,
               cache=cache_option(cache, no_cache), say=say)
 
@@ -112,7 +116,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions: .csv, .tsv, .jsonl or .parquet; with --engine ray a "
                                            "directory of Parquet shards.")],
     cooccur: Annotated[Optional[Path], typer.Option(help="Co-occurrence rules to apply (from embedclf cooccur).")] = None,
-    columns: Columns = None, text_col: TextCol = None,
+    columns: Columns = None, text_col: TextCol = None, id_col: IdCol = None,
     model: Model = None, encode_batch_size: ModelBatch = None, device: Device = "auto", backend: ModelBackend = None,
     precision: ModelPrecision = None, cache: Cache = None, no_cache: NoCache = False,
     engine: Engine = "local", address: Address = None, actors: Actors = 2, gpus_per_actor: GpusPerActor = 0,
@@ -122,7 +126,8 @@ def predict(
 
     engine_settings = EngineSettings(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor)
     result = predict_data(model_dir, data, out, engine_settings,
-                          data_overrides=dict(columns=split_columns(columns), text_cols=tuple(text_col or ()) or None),
+                          data_overrides=dict(columns=split_columns(columns), text_cols=tuple(text_col or ()) or None,
+                                              id_col=id_col),
                           encoder_overrides=dict(model=model, device=device, batch_size=encode_batch_size,
                                                  backend=backend, precision=precision),
                           cache=cache_option(cache, no_cache), cooccur=cooccur)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import Cache, Columns, LabelCol, LabelNames, LabelSep, Strict, Task, TextCol, data_options, say
+from embedclf.cli.options import (Cache, Columns, data_options, KeepNaLabels, LabelCol, LabelNames, LabelSep, say,
+                                  Strict, Task, TextCol)
 
 
 @app.command()
@@ -28,11 +29,13 @@ def cooccur(
     cache: Cache = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
+    keep_na_labels: KeepNaLabels = False,
 ):
     """Learn rules A -> B where P(B | A) >= threshold in TRAIN's labels; apply them with --cooccur."""
     from embedclf.postprocess.rules_command import rules_from_files
 
-    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
+    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
+                           keep_na_labels=keep_na_labels)
     rules, curve = rules_from_files(train, options, threshold=threshold, min_support=min_support, target=target,
                                     valid=valid, model_dir=model_dir, cache=cache, say=say)
     if curve is not None:

@@ -8,22 +8,25 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (SCALE, Actors, Address, BackendOption, BatchSize, Cache, ChunkSize, Columns, Device,
-                                  Engine, GpusPerActor, LabelCol, LabelNames, LabelSep, MaxBatchTokens, MaxLength,
-                                  Model, NoCache, Normalize, PoolingOption, PrecisionOption, Strict, Task, TextCol,
-                                  cache_option, data_options, encoder_settings, say)
+from embedclf.cli.options import (SCALE, Actors, Address, BackendOption, BatchSize, Cache, cache_option, ChunkSize,
+                                  Columns, data_options, Device, encoder_settings, Engine, GpusPerActor, IdCol,
+                                  KeepNaLabels, LabelCol, LabelNames, LabelSep, MaxBatchTokens, MaxLength, Model,
+                                  NoCache, Normalize, PoolingOption, PrecisionOption, say, Strict, Task, TextCol)
 
 
 @app.command()
 def encode(
     data: Annotated[Path, typer.Argument(help="CSV, TSV, JSON lines or Parquet file (with --engine ray also a "
                                               "directory of them).")],
-    out: Annotated[Optional[Path], typer.Option(help="Also write the embeddings, in input order, to this .npy file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Also write the embeddings, one row per input row in order: a .npy matrix, or a .parquet table of "
+             "row, the input's id column (see --id-col) and vector.")] = None,
     check_fidelity: Annotated[Optional[int], typer.Option(
         "--check-fidelity", metavar="N", min=1, help="Also encode the first N texts with fp32 torch (not cached) and "
         "print the cosine similarity of this run's vectors to those.")] = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
+    keep_na_labels: KeepNaLabels = False, id_col: IdCol = None,
     model: Model = None, batch_size: BatchSize = 32, max_batch_tokens: MaxBatchTokens = None,
     chunk_size: ChunkSize = 1024, max_length: MaxLength = None, pooling: PoolingOption = None,
     normalize: Normalize = True, device: Device = "auto", precision: PrecisionOption = "auto",
@@ -41,7 +44,8 @@ def encode(
         check_matrix_path(out)
     settings = encoder_settings(model, batch_size, max_length, pooling, normalize, device, precision, backend,
                                 max_batch_tokens, chunk_size)
-    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
+    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
+                           keep_na_labels=keep_na_labels, id_col=id_col)
     engine_settings = EngineSettings(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor)
     result = encode_data(data, options, settings, engine_settings, cache=cache_option(cache, no_cache),
                          out_dir=out_dir, check_fidelity=check_fidelity)
@@ -49,7 +53,8 @@ def encode(
         say(line)
     if out is not None:
         matrix = result.matrix()
-        save_matrix(out, matrix)
+        id_col, row_ids = result.input_ids()
+        save_matrix(out, matrix, row_ids, id_col)
         say(f"wrote {matrix.shape[0]:,} x {matrix.shape[1]} matrix to {out}")
 
 

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Cache, Columns, Device, LabelCol, LabelNames, LabelSep, Model, Strict, Task, TextCol,
-                                  Threshold, TuneFor, TuneThresholds, data_options, say)
+from embedclf.cli.options import (Cache, Columns, data_options, Device, KeepNaLabels, LabelCol, LabelNames,
+                                  LabelSep, Model, say, Strict, Task, TextCol, Threshold, TuneFor, TuneThresholds)
 
 TRAINING = "Training options"
 
@@ -44,6 +44,7 @@ def finetune(
     model: Model = None, device: Device = "auto", cache: Cache = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
+    keep_na_labels: KeepNaLabels = False,
 ):
     """Fine-tune the whole transformer plus a classification layer on TRAIN; saves an ordinary model folder."""
     from embedclf.encode.models import DEFAULT_MODEL
@@ -56,5 +57,6 @@ def finetune(
                                 checkpoint_every=checkpoint_every, max_steps=max_steps)
     decide = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
                          tune_for=tune_for, seed=seed)
-    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
+    options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
+                           keep_na_labels=keep_na_labels)
     finetune_files(train, out, settings, decide, options, valid=valid, resume=resume, cache=cache, say=say)

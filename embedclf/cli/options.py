@@ -45,6 +45,12 @@ Task = Annotated[Optional[TaskKind], typer.Option(
     help="Force the task kind (inferred from the labels otherwise).", rich_help_panel=DATA)]
 Strict = Annotated[bool, typer.Option(
     "--strict", help="Fail on an empty text or a missing label instead of skipping and counting it.", rich_help_panel=DATA)]
+IdCol = Annotated[Optional[str], typer.Option(
+    "--id-col", help="Column that identifies rows, carried into encode's .parquet and predict's output. "
+                     "[default: a column named id, if there is one]", rich_help_panel=DATA)]
+KeepNaLabels = Annotated[bool, typer.Option(
+    "--keep-na-labels", help="Keep label cells such as 'NaN', 'None', 'null', 'NA', 'N/A' as classes (by default "
+                             "they mean no label, and are counted).", rich_help_panel=DATA)]
 
 Model = Annotated[Optional[str], typer.Option(
     help="Model: a local directory or a Hugging Face id. [default: sentence-transformers/all-MiniLM-L6-v2, "
@@ -102,13 +108,15 @@ AtLeastOne = Annotated[bool, typer.Option("--at-least-one", help="A row with no 
                                           "its top label.", rich_help_panel=DECIDE)]
 
 
-def data_options(columns, text_col, label_col, label_sep, label_names, task, strict):
-    from embedclf.data import DataOptions
+def data_options(columns, text_col, label_col, label_sep, label_names, task, strict, *, id_col=None,
+                 keep_na_labels=False):
+    from embedclf.data import MISSING_LABELS, DataOptions
 
     return DataOptions(text_cols=tuple(text_col or ["text"]), label_cols=tuple(label_col or []),
                        columns=split_columns(columns), label_sep=label_sep,
                        label_names=tuple(str(p) for p in label_names or []),
-                       task=task.value if task is not None else None, strict=strict)
+                       task=task.value if task is not None else None, strict=strict, id_col=id_col,
+                       missing_labels=("",) if keep_na_labels else MISSING_LABELS)
 
 
 def split_columns(columns: str | None):

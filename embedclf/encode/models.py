@@ -72,12 +72,15 @@ def resolve_model_path(name: str) -> Path:
 
 
 def _bundled_encoder(folder: Path) -> Path | None:
-    """An embedclf model folder made by ``finetune`` holds its transformer: encode with that."""
-    manifest = _read_json(folder / "model.json") if folder.is_dir() else {}
-    encoder = manifest.get("encoder", {}) if isinstance(manifest, dict) else {}
-    if encoder.get("bundled"):
-        return (folder / encoder["model"]).resolve()
-    return None
+    """An embedclf model folder made by ``finetune`` holds its transformer: encode with that. Its manifest
+    is checked as when the folder is loaded (checksum, fields, a path that stays inside the folder)."""
+    if not (folder.is_dir() and (folder / "model.json").exists()):
+        return None
+    from embedclf.manifest import read_manifest
+    from embedclf.model_folder import bundled_encoder
+
+    name = bundled_encoder(folder, read_manifest(folder))
+    return None if name is None else (folder / name).resolve()
 
 
 def _model_files(path: Path) -> list[Path]:

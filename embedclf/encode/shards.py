@@ -39,7 +39,8 @@ def verified_shard(path: Path, dim: int | None) -> np.ndarray | None:
     """``path``'s records, mapped, if the shard is whole; else move it aside, warn once and return None.
 
     Whole means: a readable .npy header of shard records, exactly as many bytes as that header says,
-    the space's dimension, and (for shards named with one) the sha256 of the file's bytes.
+    the space's dimension, and the sha256 of the file's bytes that its name carries; a shard of
+    embedclf 0.1 (no checksum in its name) must hold finite vectors of plausible size.
     """
     match = SHARD_NAME.match(path.name)
     expected = match["sha256"] if match else None
@@ -61,6 +62,8 @@ def verified_shard(path: Path, dim: int | None) -> np.ndarray | None:
                 with open(path, "rb") as handle:
                     if hashlib.file_digest(handle, "sha256").hexdigest() != expected:
                         problem = "checksum mismatch"
+            elif problem is None:  # written before shards carried a checksum: the values must at least be sane
+                problem = _implausible_values(records)
     except FileNotFoundError:
         return None  # another process moved it aside meanwhile (and said so)
     except OSError as exc:
@@ -108,6 +111,21 @@ def _structural_problem(records: np.ndarray, size: int, dim: int | None) -> str 
     end = records.offset + records.nbytes
     if end != size:
         return f"{size:,} bytes, its header says {end:,}"
+    return None
+
+
+# An embedding coordinate is a few units at most; a flipped exponent bit makes one of 1e29 or NaN.
+PLAUSIBLE_MAGNITUDE = 1e4
+
+
+def _implausible_values(records: np.ndarray) -> str | None:
+    """For a shard without a checksum (embedclf 0.1): non-finite or absurdly large vectors betray flipped bytes."""
+    for start in range(0, len(records), 65_536):
+        vectors = np.asarray(records["vector"][start:start + 65_536])
+        if not np.isfinite(vectors).all():
+            return "non-finite values in a shard without checksum"
+        if vectors.size and np.abs(vectors).max() > PLAUSIBLE_MAGNITUDE:
+            return "implausible values in a shard without checksum"
     return None
 
 

@@ -45,7 +45,16 @@ def read_inputs(path: str | Path, options: DataOptions, *, labels: bool = True) 
                    np.concatenate([p.rows + f for p, f in zip(parts, first)]), targets,
                    n_rows=sum(p.n_rows for p in parts), skipped_empty=sum(p.skipped_empty for p in parts),
                    skipped_unlabelled=sum(p.skipped_unlabelled for p in parts),
-                   labels_read_as_missing=dict(sum((Counter(p.labels_read_as_missing) for p in parts), Counter())))
+                   labels_read_as_missing=dict(sum((Counter(p.labels_read_as_missing) for p in parts), Counter())),
+                   **_joined_ids(parts))
+
+
+def _joined_ids(parts: list[Dataset]) -> dict:
+    """The files' id columns as one, when every file has the same one."""
+    names = {p.id_col for p in parts}
+    if len(names) != 1 or None in names:
+        return {}
+    return dict(id_col=names.pop(), row_ids=[value for p in parts for value in p.row_ids])
 
 
 def open_cache(cache):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from embedclf.data import Dataset
+from embedclf.data import Dataset, read_as_missing_part
 from embedclf.encode.encoder import EncodeReport
 from embedclf.encode.settings import EncoderSettings
 
@@ -32,6 +32,9 @@ class RunResult:
     seconds: float = 0.0
     cache_dir: str | None = None  # ray: the cache space the actors' vectors went into
     imported: int = 0  # ray: how many of them were new there
+    labels_read_as_missing: dict[str, int] = field(default_factory=dict)  # ray: label cells read as "no label"
+    id_col: str | None = None  # ray: the input's id column, if any
+    row_ids: list | None = field(default=None, repr=False)  # ray: its value in every input row
 
     @classmethod
     def read_from(cls, dataset: Dataset, **fields) -> "RunResult":
@@ -50,8 +53,15 @@ class RunResult:
         if self.dataset is not None:
             return replace(self.dataset, path=str(source)).summary()  # with the task, as the local reader says it
         skipped = [(self.skipped_empty, "empty text"), (self.skipped_unlabelled, "no label")]
+        missing = [read_as_missing_part(self.labels_read_as_missing)] if self.labels_read_as_missing else []
         return "; ".join([f"read {self.rows:,} rows from {source}", f"{self.texts:,} texts"]
-                         + [f"{n:,} skipped ({why})" for n, why in skipped if n])
+                         + [f"{n:,} skipped ({why})" for n, why in skipped if n] + missing)
+
+    def input_ids(self) -> tuple[str | None, list | None]:
+        """The input's id column and its value in every input row: (None, None) without one."""
+        if self.dataset is not None:
+            return self.dataset.id_col, self.dataset.row_ids
+        return self.id_col, self.row_ids
 
     def pool_line(self) -> str:
         """The Ray run in one line: texts, actors, speed and where the time went."""

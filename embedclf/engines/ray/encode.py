@@ -46,7 +46,8 @@ def encode(path, options: DataOptions, settings: EncoderSettings, engine, *, cac
         stages = {"start-up": startup, "read": numbered.seconds, "encode": time.perf_counter() - encode_start}
     result = EncodeResult("ray", str(path), settings, numbered.rows, numbered.texts, numbered.skipped_empty,
                           numbered.skipped_unlabelled, actors=engine.actors, stages=stages, out_dir=str(out),
-                          dimension=dimension(out))
+                          dimension=dimension(out), labels_read_as_missing=numbered.labels_read_as_missing,
+                          id_col=numbered.id_col, row_ids=numbered.row_ids)
     import_start = time.perf_counter()
     if store is not None and numbered.texts:
         space = store.space({"model": settings.model, **key})

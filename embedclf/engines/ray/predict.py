@@ -25,13 +25,13 @@ class PredictActor(EncodeActor):
     """An encoding actor that also labels its batch like ``embedclf predict``; with ``vectors``, the
     vector columns stay in its output for the driver's cache."""
 
-    def __init__(self, settings, expected: dict, decisions: dict, vectors: bool):
+    def __init__(self, settings, expected: dict, decisions: dict, vectors: bool, id_col: str | None = None):
         from embedclf.model import TextClassifier
 
         super().__init__(settings, expected)
         if not self.mismatch:
             self.classifier = TextClassifier(self.encoder, **decisions)
-        self.vectors = vectors
+        self.vectors, self.id_col = vectors, id_col
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -43,7 +43,10 @@ class PredictActor(EncodeActor):
         encoded = super().__call__(batch)
         scores = self.classifier.scores(matrix_of(encoded.column("vector")))
         Y, added = self.classifier.decide(scores)
-        dataset = Dataset("", batch.column("text").to_pylist(), batch.column("row").to_numpy())
+        rows = batch.column("row").to_numpy()
+        dataset = Dataset("", batch.column("text").to_pylist(), rows)
+        if self.id_col is not None and "id" in batch.column_names:  # ids of this batch's rows, as the frame wants
+            dataset.id_col, dataset.row_ids = self.id_col, dict(zip(rows.tolist(), batch.column("id").to_pylist()))
         table = pa.Table.from_pandas(predictions_frame(self.classifier, dataset, Y, scores, added),
                                      preserve_index=False)
         for name in VECTOR_COLUMNS if self.vectors else ():
@@ -80,7 +83,8 @@ def predict(model_dir, path, out, engine, *, data_overrides: dict, encoder_overr
                                actors=engine.actors, out=str(out))
         predict_start = time.perf_counter()
         if numbered.texts:
-            args = dict(settings=settings, expected=key, decisions=decisions, vectors=store is not None)
+            args = dict(settings=settings, expected=key, decisions=decisions, vectors=store is not None,
+                        id_col=numbered.id_col)
             labelled = map_on_pool(numbered.dataset, PredictActor, args, engine, batch_size=numbered.batch_size)
             if store is not None:
                 labelled = run_action(labelled.materialize)  # in the object store (spilled to disk when large)

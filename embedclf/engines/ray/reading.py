@@ -11,6 +11,7 @@ actor batch each, so every actor of the pool gets work even from a single file.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from embedclf.data import DataOptions
@@ -27,6 +28,9 @@ class NumberedTexts:
     skipped_empty: int
     skipped_unlabelled: int
     seconds: float
+    labels_read_as_missing: dict[str, int]  # label cells read as "no label", over all files
+    id_col: str | None  # the files' id column, when every file has the same one
+    row_ids: list | None  # its value in every row
 
 
 def numbered_texts(path, options: DataOptions, *, labels: bool = True, rows_per_block: int = 256,
@@ -41,26 +45,36 @@ def numbered_texts(path, options: DataOptions, *, labels: bool = True, rows_per_
     read = ray.remote(_read_file).options(num_returns=2)
     tables, stats = zip(*(read.remote(f, options, labels) for f in files))
     stats = run_action(lambda: ray.get(list(stats)))
-    rows, texts, empty, unlabelled = (sum(column) for column in zip(*stats))
+    rows, texts, empty, unlabelled = (sum(column) for column in list(zip(*stats))[:4])
+    missing = sum((Counter(s[4]) for s in stats), Counter())
+    id_cols = {s[5] for s in stats}
+    id_col = id_cols.pop() if len(id_cols) == 1 else None
+    row_ids = [value for s in stats for value in s[6]] if id_col is not None else None
     rows_per_block = max(1, min(rows_per_block, -(-texts // actors)))
     blocks, first = [], 0
-    for table, (file_rows, file_texts, _, _) in zip(tables, stats):
+    for table, (file_rows, file_texts, *_) in zip(tables, stats):
         if file_texts:
             slices = -(-file_texts // rows_per_block)
             parts = ray.remote(_number).options(num_returns=slices).remote(table, first, rows_per_block)
             blocks += parts if slices > 1 else [parts]
         first += file_rows
     dataset = ray.data.from_arrow_refs(blocks) if blocks else None
-    return NumberedTexts(dataset, rows_per_block, rows, texts, empty, unlabelled, time.perf_counter() - start)
+    return NumberedTexts(dataset, rows_per_block, rows, texts, empty, unlabelled, time.perf_counter() - start,
+                         dict(missing), id_col, row_ids)
 
 
 def _read_file(path: str, options: DataOptions, labels: bool):
-    """A file's kept texts with their rows in it, and its counts (rows, texts, skipped empty, skipped unlabelled)."""
+    """A file's kept texts with their rows in it, and its counts (rows, texts, skipped empty, skipped unlabelled),
+    the labels it read as missing, and its id column with the ids of its rows."""
     import pyarrow as pa
 
     data = options.load(path, labels=labels)
-    table = pa.table({"row": pa.array(data.rows, pa.int64()), "text": pa.array(data.texts, pa.string())})
-    return table, (data.n_rows, len(data.texts), data.skipped_empty, data.skipped_unlabelled)
+    columns = {"row": pa.array(data.rows, pa.int64()), "text": pa.array(data.texts, pa.string())}
+    if data.id_col is not None:  # as text: blocks of every file share one schema
+        columns["id"] = pa.array([None if v is None else str(v) for v in data.ids()], pa.string())
+    table = pa.table(columns)
+    return table, (data.n_rows, len(data.texts), data.skipped_empty, data.skipped_unlabelled,
+                   data.labels_read_as_missing, data.id_col, data.row_ids or [])
 
 
 def _number(table, first_row: int, rows_per_block: int):
