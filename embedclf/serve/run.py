@@ -18,15 +18,13 @@ from embedclf.serve.settings import ServeSettings
 
 def require_extra() -> None:
     """The one-line install hint (exit 2) when the ``serve`` extra is missing."""
-    import importlib.util
+    import importlib
 
     for module, name in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client")):
         try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise missing_extra(name, "serve")
+            importlib.import_module(module)
+        except ImportError:
+            raise missing_extra(name, "serve") from None
 
 
 def serve(settings: ServeSettings, encoder_settings: EncoderSettings, *, model_dir=None, cache=False,

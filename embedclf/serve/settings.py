@@ -58,5 +58,5 @@ class ServeSettings:
 
 def _integer(option: str, value, *, least: int, most: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
-        bound = f"between {least} and {most}" if most is not None else f"at least {least}"
+        bound = f"between {least} and {most}" if most is not None else f"of at least {least}"
         raise EmbedclfError(f"{option} must be an integer {bound}, got {value!r}")
