@@ -238,10 +238,10 @@ def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(t
     expected = service.encoder.encode([f"text number {i}" for i in range(8)])
     gate, entered, original = threading.Event(), threading.Event(), service.work
 
-    def work(texts, rows):  # the first group holds the model until the test opens the gate
+    def work(texts, tokens, rows):  # the first group holds the model until the test opens the gate
         entered.set()
         assert gate.wait(30)
-        return original(texts, rows)
+        return original(texts, tokens, rows)
 
     service.work = work
 
@@ -333,3 +333,22 @@ def test_busy_port_and_missing_extra_are_one_line_and_exit_2(tiny_model):
     missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "embedclf: error: fastapi is not installed; run: pip install 'embedclf[serve]'"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_length_runs_cut_a_group_into_the_cheapest_passes(seed):
+    import itertools
+
+    from embedclf.serve.batcher import length_runs
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(3, 120, size=9)
+    runs = length_runs(tokens, overhead=40)
+    assert sorted(np.concatenate(runs).tolist()) == list(range(9))  # every text once
+    lengths = [sorted(tokens[run].tolist()) for run in runs]
+    assert all(a[-1] <= b[0] for a, b in zip(lengths, lengths[1:]))  # shortest first, no overlap
+    cost = sum(40 + len(run) * max(run) for run in lengths)
+    ordered = sorted(tokens.tolist())
+    cheapest = min(sum(40 + (b - a) * ordered[b - 1] for a, b in zip((0,) + cuts, cuts + (9,)))
+                   for k in range(9) for cuts in itertools.combinations(range(1, 9), k))
+    assert cost == cheapest <= 40 + 9 * max(ordered)

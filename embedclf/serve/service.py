@@ -94,10 +94,19 @@ class Service:
         counts = self._counter(texts)
         return np.minimum(counts, self.settings.max_length)
 
-    def work(self, texts: list[str], score_rows: np.ndarray):
+    def work(self, texts: list[str], tokens: np.ndarray, score_rows: np.ndarray):
         """One batcher group, in the model's thread: vectors of ``texts`` through the Encoder (and its
-        cache), and the head's scores of ``texts[score_rows]`` when any request of the group wants them."""
-        vectors = self.encoder.encode(texts)
+        cache), in passes of similar lengths (see :func:`~embedclf.serve.batcher.length_runs`), and the
+        head's scores of ``texts[score_rows]`` when any request of the group wants them."""
+        from embedclf.serve.batcher import length_runs
+
+        runs = length_runs(tokens) if len(texts) <= 2 * self.settings.batch_size else [np.arange(len(texts))]
+        vectors = None
+        for run in runs:
+            part = self.encoder.encode([texts[i] for i in run])
+            if vectors is None:
+                vectors = np.empty((len(texts), part.shape[1]), dtype=part.dtype)
+            vectors[run] = part
         scores = None
         if len(score_rows):
             scores = self.classifier.scores(vectors[score_rows])
