@@ -352,3 +352,23 @@ def test_length_runs_cut_a_group_into_the_cheapest_passes(seed):
     cheapest = min(sum(40 + (b - a) * ordered[b - 1] for a, b in zip((0,) + cuts, cuts + (9,)))
                    for k in range(9) for cuts in itertools.combinations(range(1, 9), k))
     assert cost == cheapest <= 40 + 9 * max(ordered)
+
+
+def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
+    texts = sample_texts(6, seed=5)
+    cache = tmp_path / "cache"
+    service = Service.prepare(EncoderSettings(tiny_model, device="cpu", precision="fp32"), cache=str(cache))
+    with serving(service.load) as (url, _):
+        wait_ready(url)
+        first = httpx.post(f"{url}/v1/embeddings", json={"input": texts}, timeout=30).json()
+        assert service.encoder.last_report.encoded == len(texts)
+        again = httpx.post(f"{url}/v1/embeddings", json={"input": texts[::-1]}, timeout=30).json()
+        assert service.encoder.last_report.cached == len(texts) and service.encoder.last_report.encoded == 0
+    served = np.array([e["embedding"] for e in first["data"]], dtype=np.float32)
+    np.testing.assert_array_equal(np.array([e["embedding"] for e in again["data"]], np.float32)[::-1], served)
+    data = tmp_path / "texts.csv"
+    pd.DataFrame({"text": texts}).to_csv(data, index=False)
+    result = cli_here("encode", data, "--model", tiny_model, "--device", "cpu", "--precision", "fp32", "--cache",
+                      cache, "--out", tmp_path / "X.npy")
+    assert f"{len(texts)} cached, 0 encoded" in result.output  # the CLI finds what the service stored
+    np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), served)
