@@ -239,6 +239,11 @@ def main() -> None:
         from benchmarks.ray_encode import render as render_ray
 
         lines += render_ray(ray)
+    serve = _load(results, f"serve{suffix}.json")
+    if serve is not None:
+        from benchmarks.serve import render as render_serve
+
+        lines += render_serve(serve)
     finetune = _load(results, f"finetune{suffix}.json")
     if finetune is not None:
         from benchmarks.finetune import render as render_finetune

@@ -17,20 +17,29 @@ def predictions_frame(classifier: TextClassifier, dataset: Dataset, Y: np.ndarra
     import pandas as pd
 
     space = classifier.space
+    labels, probabilities = prediction_columns(space, Y, scores, added)
     columns = {"row": dataset.rows + 1}
     ids = dataset.ids()
     if ids is not None and dataset.id_col not in [t.name for t in space.targets] + ["row"]:
         columns[dataset.id_col] = ids
-    for target, labels in zip(space.targets, space.decode(Y)):
-        columns[target.name] = [sep.join(row) for row in labels]
+    columns |= {name: [sep.join(row) for row in rows] for name, rows in labels.items()}
+    return pd.DataFrame(columns | probabilities)
+
+
+def prediction_columns(space, Y: np.ndarray, scores: np.ndarray, added: np.ndarray | None = None):
+    """The columns of a prediction row, shared by ``predict``'s table and ``serve``'s ``/v1/predict``:
+    the labels per target (and, with co-occurrence rules, those the rules added), as lists per row;
+    then ``p(label)`` per label column, rounded to 5 places."""
+    labels = {}
+    for target, rows in zip(space.targets, space.decode(Y)):
+        labels[target.name] = rows
     if added is not None:
-        for target, labels in zip(space.targets, space.decode(added)):
+        for target, rows in zip(space.targets, space.decode(added)):
             if target.kind == "multilabel":
-                columns[f"{target.name} (added by rules)"] = [sep.join(row) for row in labels]
-    names = space.column_names()
-    for column, name in enumerate(names):
-        columns[f"p({name})"] = np.round(scores[:, column].astype(np.float64), 5)
-    return pd.DataFrame(columns)
+                labels[f"{target.name} (added by rules)"] = rows
+    probabilities = {f"p({name})": np.round(scores[:, column].astype(np.float64), 5)
+                     for column, name in enumerate(space.column_names())}
+    return labels, probabilities
 
 
 def predict_dataset(classifier: TextClassifier, dataset: Dataset):

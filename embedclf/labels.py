@@ -133,8 +133,9 @@ class LabelSpace:
 
 
 def block_decisions(scores: np.ndarray, layout, thresholds: np.ndarray | float = 0.5,
-                    at_least_one: bool = False) -> np.ndarray:
-    """Turn per-block scores into 0/1 decisions: argmax for one-hot blocks, thresholds for multi-label ones."""
+                    at_least_one: bool = False, top_k: int | None = None) -> np.ndarray:
+    """Turn per-block scores into 0/1 decisions: argmax for one-hot blocks, thresholds for multi-label ones
+    (``top_k``: of those, at most the k most probable per row)."""
     Y = np.zeros(scores.shape, dtype=np.int8)
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (scores.shape[1],))
     start = 0
@@ -147,6 +148,9 @@ def block_decisions(scores: np.ndarray, layout, thresholds: np.ndarray | float =
             if at_least_one and size:
                 empty = ~decided.any(axis=1)
                 decided[empty, block[empty].argmax(axis=1)] = True
+            if top_k is not None and top_k < size:
+                beyond = np.argsort(-block, axis=1, kind="stable")[:, top_k:]
+                np.put_along_axis(decided, beyond, False, axis=1)
             Y[:, start:start + size] = decided
         start += size
     return Y

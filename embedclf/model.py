@@ -67,9 +67,15 @@ class TextClassifier:
     def predict_proba(self, texts) -> np.ndarray:
         return np.asarray(self.pipeline.predict_proba(list(texts)), dtype=np.float32)
 
-    def decide(self, scores: np.ndarray, *, rules=True) -> tuple[np.ndarray, np.ndarray | None]:
-        """0/1 decisions from scores; with co-occurrence rules also the matrix of labels they added."""
-        Y = block_decisions(scores, self.space.layout, self.thresholds, self.at_least_one)
+    def decide(self, scores: np.ndarray, *, rules=True, threshold: float | None = None,
+               top_k: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """0/1 decisions from scores; with co-occurrence rules also the matrix of labels they added.
+
+        ``threshold`` replaces the saved multi-label thresholds, ``top_k`` keeps at most the k most
+        probable labels of each multi-label target (before the rules, which may add implied ones).
+        """
+        thresholds = self.thresholds if threshold is None else threshold
+        Y = block_decisions(scores, self.space.layout, thresholds, self.at_least_one, top_k)
         if rules and self.rules is not None:
             from embedclf.postprocess.model_rules import apply_rules
 

@@ -1,0 +1,176 @@
+"""Dynamic batching: concurrent requests merged into one forward pass, the model run off the event loop.
+
+Requests wait in a queue that one worker drains. The worker takes the oldest request and adds the
+next ones while the group still fits one forward pass of the encoder's policy (``batch_size`` texts,
+``max_batch_tokens`` padded tokens, as ``embedclf encode`` batches); a single request larger than that
+is taken alone and split by the encoder. It waits up to ``max_wait_ms`` for company, but only while
+other requests are still being read: a lone client is never held back. The group then runs in one
+thread of its own (``run_in_executor``), so the loop keeps answering ``/health`` and reading requests
+while the model works, and the next group forms meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Job:
+    """One request's texts, their token counts (truncated), and whether it wants the head's scores."""
+
+    texts: list[str]
+    tokens: np.ndarray
+    scores: bool = False
+    future: asyncio.Future | None = field(default=None, repr=False)
+
+    @property
+    def longest(self) -> int:
+        return int(self.tokens.max()) if len(self.tokens) else 1
+
+
+@dataclass
+class Output:
+    vectors: np.ndarray
+    scores: np.ndarray | None = None
+
+
+# work(texts, tokens, score_rows) -> (vectors of texts, scores of texts[score_rows] or None), in the model's thread
+Work = Callable[[list[str], np.ndarray, np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+PASS_OVERHEAD_TOKENS = 48  # one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread)
+
+
+def length_runs(tokens: np.ndarray, overhead: int = PASS_OVERHEAD_TOKENS) -> list[np.ndarray]:
+    """Split a group into forward passes of similar lengths: positions of ``tokens``, shortest first.
+
+    A merged group mixes lengths, and a pass costs its texts x its longest text: 15 comments of 5 to
+    40 tokens padded to 40 cost twice their own length. ``embedclf encode`` avoids this by sorting a
+    whole corpus; a server can only sort a group. The cut that minimises the padded tokens plus
+    ``overhead`` per pass is found exactly (dynamic programming over the sorted lengths).
+    """
+    order = np.argsort(tokens, kind="stable")
+    lengths = np.asarray(tokens, dtype=np.int64)[order]
+    n = len(lengths)
+    best, cut = [0] + [None] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        best[end], cut[end] = min((best[start] + overhead + (end - start) * int(lengths[end - 1]), start)
+                                  for start in range(end))
+    runs, end = [], n
+    while end > 0:
+        runs.append(order[cut[end]:end])
+        end = cut[end]
+    return runs[::-1]
+
+
+class Batcher:
+    """Merge concurrent :meth:`submit` calls into groups that fit one forward pass, and run them with ``work``."""
+
+    def __init__(self, work: Work, *, batch_size: int, batch_tokens: int, max_wait_ms: float, metrics=None):
+        self.work, self.batch_size, self.batch_tokens = work, batch_size, batch_tokens
+        self.max_wait = max_wait_ms / 1000
+        self.metrics = metrics
+        self._pending: collections.deque[Job] = collections.deque()
+        self._queued = asyncio.Event()
+        self._arriving = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedclf-model")
+        self._worker: asyncio.Task | None = None
+
+    # -- the requests' side ----------------------------------------------------------------------
+    @contextmanager
+    def arriving(self):
+        """Around reading a request: while any is being read, the worker may wait for it to join."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
+    def submit(self, texts: list[str], tokens: np.ndarray, *, scores: bool = False) -> "asyncio.Future[Output]":
+        """Queue a request's texts (with their token counts); await the returned future for its :class:`Output`."""
+        job = Job(texts, np.asarray(tokens, dtype=np.int64), scores, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self._queued.set()
+        self._show_depth()
+        return job.future
+
+    # -- the worker ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="embedclf-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker (requests still queued fail) and the model's thread."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            while not self._pending:
+                self._queued.clear()
+                await self._queued.wait()
+            group = await self._gather()
+            self._show_depth()
+            await self._encode(group)
+
+    async def _gather(self) -> list[Job]:
+        loop = asyncio.get_running_loop()
+        group = [self._pending.popleft()]
+        texts, longest = len(group[0].texts), group[0].longest
+        deadline = loop.time() + self.max_wait
+        while True:
+            if not self._pending:
+                remaining = deadline - loop.time()
+                if self._arriving == 0 or remaining <= 0:
+                    return group
+                self._queued.clear()
+                try:
+                    await asyncio.wait_for(self._queued.wait(), remaining)
+                except TimeoutError:
+                    return group
+                continue
+            job = self._pending[0]
+            n, widest = texts + len(job.texts), max(longest, job.longest)
+            if n > self.batch_size or n * widest > self.batch_tokens:
+                return group
+            group.append(self._pending.popleft())
+            texts, longest = n, widest
+
+    async def _encode(self, group: list[Job]) -> None:
+        texts = [t for job in group for t in job.texts]
+        ends = np.cumsum([len(job.texts) for job in group])
+        starts = ends - [len(job.texts) for job in group]
+        tokens = np.concatenate([job.tokens for job in group])
+        wanted = [np.arange(a, b) for job, a, b in zip(group, starts, ends) if job.scores]
+        score_rows = np.concatenate(wanted) if wanted else np.empty(0, np.int64)
+        if self.metrics is not None:
+            self.metrics.observe_batch(len(group), len(texts), int(tokens.sum()))
+        try:
+            vectors, scores = await asyncio.get_running_loop().run_in_executor(self._executor, self.work, texts,
+                                                                                tokens, score_rows)
+        except Exception as exc:  # the group's requests fail; the server keeps going
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        row = 0
+        for job, a, b in zip(group, starts, ends):
+            job_scores = None
+            if job.scores:
+                job_scores, row = scores[row:row + (b - a)], row + (b - a)
+            if not job.future.done():  # a client that went away leaves a cancelled future
+                job.future.set_result(Output(vectors[a:b], job_scores))
+
+    def _show_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(sum(len(job.texts) for job in self._pending))

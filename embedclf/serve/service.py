@@ -1,0 +1,131 @@
+"""What ``embedclf serve`` holds: the Encoder that ``embedclf encode`` uses, and with a model folder the
+classifier that ``embedclf predict`` uses, checked before the server starts and loaded off its loop.
+
+:meth:`Service.prepare` does everything that can refuse bad input (settings, the model's files and
+fingerprint, the model folder and its checksums) without loading the transformer, so a mistake is one
+line and exit status 2 before a port is bound. :meth:`Service.load` then loads the model and warms it
+up while the server already answers ``/health`` (503 until it is done).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedclf.encode.encoder import Encoder
+from embedclf.encode.settings import EncoderSettings
+from embedclf.errors import EmbedclfError
+
+MODEL_ONLY = ("pooling", "max_length", "normalize")  # fixed by the model folder: its head was fitted on them
+
+
+class Service:
+    """An :class:`Encoder` (shared with ``classifier`` when there is one), and how to run a batcher's group."""
+
+    def __init__(self, encoder: Encoder, classifier=None, model_dir: str | None = None):
+        self.encoder, self.classifier, self.model_dir = encoder, classifier, model_dir
+        self._counter = None
+
+    @classmethod
+    def prepare(cls, settings: EncoderSettings, *, model_dir=None, cache=False,
+                given: frozenset[str] = frozenset()) -> "Service":
+        """Checked and resolved, the transformer not loaded. ``cache``: a directory, or False for none.
+
+        With ``model_dir`` the encoder is the folder's (as ``embedclf predict`` builds it); ``settings``
+        then only override its model path, device, backend, precision and batch policy, and ``given``
+        names the options set on the command line, so that one the folder fixes is refused.
+        """
+        if model_dir is None:
+            encoder = Encoder(settings, cache=cache, progress=False)
+            encoder.settings  # finds and fingerprints the model's files now: a wrong --model fails here
+            return cls(encoder)
+        from embedclf.inference import load_classifier
+
+        fixed = [f"--{name.replace('_', '-')}" for name in MODEL_ONLY if name in given]
+        if fixed:
+            raise EmbedclfError(f"{', '.join(fixed)}: the model folder {model_dir} fixes these (its head was "
+                                "fitted on them); leave them out")
+        overrides = {name: getattr(settings, name) if name in given else None
+                     for name in ("model", "device", "batch_size", "backend", "precision")}
+        classifier = load_classifier(model_dir, encoder_overrides=overrides, cache=cache)
+        if "max_batch_tokens" in given:
+            step = classifier.pipeline.named_steps["encode"]
+            step.encoder_ = step.encoder_.derive(max_batch_tokens=settings.max_batch_tokens)
+        classifier.encoder.progress = False
+        return cls(classifier.encoder, classifier, str(model_dir))
+
+    # -- what the server shows ---------------------------------------------------------------------
+    @property
+    def settings(self) -> EncoderSettings:
+        return self.encoder.settings
+
+    @property
+    def embedding_model(self) -> str:
+        return self.settings.model
+
+    @property
+    def classifier_id(self) -> str | None:
+        from pathlib import Path
+
+        return Path(self.model_dir).name if self.model_dir is not None else None
+
+    def describe(self) -> str:
+        what = self.settings.describe()
+        return f"model folder {self.model_dir} ({what})" if self.classifier is not None else what
+
+    # -- loading, off the event loop ---------------------------------------------------------------
+    def load(self) -> "Service":
+        """Load the transformer, build the token counter and run one forward pass, so that the first
+        request does not pay for start-up. Runs in a thread while the server answers ``/health``."""
+        embedder = self.encoder.embedder
+        self._counter = _token_counter(embedder)
+        embedder.encode(["warm up"], self.token_counts(["warm up"]))  # not through the cache: nothing stored
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._counter is not None
+
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text as the model sees them (special tokens included, truncated at max length).
+
+        A tokenizer of its own: the model's is used by the model's thread, and a fast tokenizer used
+        from two threads at once can fail ("Already borrowed").
+        """
+        counts = self._counter(texts)
+        return np.minimum(counts, self.settings.max_length)
+
+    def work(self, texts: list[str], tokens: np.ndarray, score_rows: np.ndarray):
+        """One batcher group, in the model's thread: vectors of ``texts`` through the Encoder (and its
+        cache), in passes of similar lengths (see :func:`~embedclf.serve.batcher.length_runs`), and the
+        head's scores of ``texts[score_rows]`` when any request of the group wants them."""
+        from embedclf.serve.batcher import length_runs
+
+        runs = length_runs(tokens) if len(texts) <= 2 * self.settings.batch_size else [np.arange(len(texts))]
+        vectors = None
+        for run in runs:
+            part = self.encoder.encode([texts[i] for i in run])
+            if vectors is None:
+                vectors = np.empty((len(texts), part.shape[1]), dtype=part.dtype)
+            vectors[run] = part
+        scores = None
+        if len(score_rows):
+            scores = self.classifier.scores(vectors[score_rows])
+        return vectors, scores
+
+
+def _token_counter(embedder):
+    """A copy of the embedder's fast tokenizer that counts tokens without truncating or padding."""
+    from tokenizers import Tokenizer
+
+    tokenizer = getattr(embedder, "tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    if not isinstance(backend, Tokenizer):  # not a fast tokenizer: the embedder's own count, in the caller's thread
+        return embedder.token_counts
+    counter = Tokenizer.from_str(backend.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+
+    def count(texts: list[str]) -> np.ndarray:
+        return np.fromiter((len(e.ids) for e in counter.encode_batch(list(texts))), np.int64, count=len(texts))
+
+    return count
