@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from embedclf.encode.batching import trim_heap
-from embedclf.encode.cache import EmbeddingCache, default_cache_root, text_key
+from embedclf.encode.cache import EmbeddingCache, text_key
 from embedclf.encode.models import DEFAULT_MODEL, ModelRef
 from embedclf.encode.settings import EncoderSettings
 
@@ -63,7 +63,7 @@ class Encoder:
     Give an :class:`EncoderSettings`, or a model and any of its fields as keywords
     (``Encoder("my/model", pooling="cls", backend="onnx", precision="int8")``). ``cache=None`` uses
     ``$EMBEDCLF_CACHE`` or ``./cache``; ``cache=False`` disables caching. The onnx backend exports
-    the model under the cache root on first use (the default root when ``cache=False``). Nothing
+    the model on first use on this machine, into the per-user export store (``encode/exports``). Nothing
     is resolved or loaded until it is needed: the model's files when a setting or the cache space is
     asked for, the model itself only when some text is not cached.
     """
@@ -121,10 +121,6 @@ class Encoder:
         return f"{self.backend} {self.precision}"
 
     @property
-    def export_root(self) -> Path:
-        return self.cache.root if self.cache is not None else default_cache_root()
-
-    @property
     def embedder(self):
         """The loaded backend (see ``encode/backends``); loading it loads the model."""
         if self._embedder is None:
@@ -132,7 +128,7 @@ class Encoder:
             from embedclf.encode.backends import load_embedder
 
             with status(f"loading {self.settings.model} ({self.backend} {self.precision})"):
-                self._embedder = load_embedder(self.settings, self.export_root)
+                self._embedder = load_embedder(self.settings)
         return self._embedder
 
     def derive(self, **changes) -> "Encoder":

@@ -12,20 +12,21 @@ another (a grid search's) load the model once between them.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 
-def load_embedder(settings, export_root: str | Path):
-    """The embedder of resolved ``settings``; ``export_root`` holds ONNX exports (the cache root)."""
-    return _load(settings, settings.fingerprint, str(export_root))
+def load_embedder(settings):
+    """The embedder of resolved ``settings``; exports come from the per-user store (``encode/exports``)."""
+    from embedclf.encode.exports import store_root
+
+    return _load(settings, settings.fingerprint, str(store_root()))
 
 
 @functools.lru_cache(maxsize=2)
-def _load(settings, fingerprint: str, export_root: str):
+def _load(settings, fingerprint: str, store: str):
     if settings.backend == "onnx":
         from embedclf.encode.backends.onnx import load_onnx_embedder
 
-        return load_onnx_embedder(settings, export_root)
+        return load_onnx_embedder(settings)
     from embedclf.encode.backends.torch import TorchEmbedder
 
     return TorchEmbedder(settings)

@@ -1,16 +1,18 @@
 """The ONNX Runtime backend: a model's transformer exported once, optionally quantised to int8, run on CPU.
 
-The export lives beside the embedding cache, one folder per model fingerprint and precision::
+The export lives in the per-user export store (``encode/exports``), shared by every vector cache, one
+entry per model fingerprint and recipe::
 
-    <cache root>/onnx/<fingerprint>/model.onnx         fp32, from torch.onnx.export (TorchScript exporter)
-    <cache root>/onnx/<fingerprint>-int8-v2/model.onnx onnxruntime quantize_dynamic: per-channel QInt8 weights
-                                                       of the MatMuls, down-projections kept fp32 (see _quantize)
+    <store>/<fingerprint[:16]>-onnx-fp32-opset17/model.onnx  fp32, from torch.onnx.export (TorchScript exporter)
+    <store>/<fingerprint[:16]>-onnx-int8-v2/model.onnx       onnxruntime quantize_dynamic: per-channel QInt8
+                                                     weights of the MatMuls, down-projections fp32 (see _quantize)
 
 Each folder also holds the model's fast tokenizer (``tokenizer.json``) and ``embedclf-onnx.json`` (input
 names, dimension, padding), so a run that finds its export imports neither torch nor transformers:
 tokenisation is the ``tokenizers`` library the fast tokenizer is built on, and pooling and
-normalisation are numpy. ``model.onnx`` is written last, to a temporary name renamed into place, under
-a file lock: its presence means the folder is complete, and two processes never export at once.
+normalisation are numpy. The store builds each entry in a temporary folder renamed into place under a
+file lock: two processes never export at once. (Exports that older versions kept in ``<cache>/onnx``
+are not read.)
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from embedclf.console import status
 from embedclf.encode.batching import capped_batches
+from embedclf.encode.exports import ExportStore, entry_name
 from embedclf.encode.models import ModelRef
 from embedclf.encode.settings import INT8_RECIPE, EncoderSettings
 from embedclf.errors import EmbedclfError, missing_extra
@@ -46,36 +48,33 @@ def require(module: str):
 
 
 # -- export --------------------------------------------------------------------------------------
-def export_dir(root: str | Path, fingerprint: str, precision: str) -> Path:
-    return Path(root) / "onnx" / (fingerprint + (f"-{INT8_RECIPE}" if precision == "int8" else ""))
+def recipe(precision: str) -> str:
+    return INT8_RECIPE if precision == "int8" else f"{precision}-opset{OPSET}"
 
 
-def ensure_export(ref: ModelRef, root: str | Path, precision: str) -> Path:
-    """The export folder of ``ref`` at ``precision``, exported (and quantised) on first use."""
+def export_dir(fingerprint: str, precision: str, store: ExportStore | None = None) -> Path:
+    """Where the export of a model at ``precision`` lives in the store (whether or not made yet)."""
+    return (store or ExportStore()).path(entry_name(fingerprint, "onnx", recipe(precision)))
+
+
+def ensure_export(ref: ModelRef, precision: str, store: ExportStore | None = None) -> Path:
+    """The export folder of ``ref`` at ``precision``, exported (and quantised) on first use on this machine."""
     if precision not in ONNX_PRECISIONS:
         raise EmbedclfError(f"no onnx export at precision {precision!r}; expected {' or '.join(ONNX_PRECISIONS)}")
-    target = export_dir(root, ref.fingerprint, precision)
-    if (target / MODEL_FILE).exists():
-        return target
-    from filelock import FileLock
+    store = store or ExportStore()
+    meta = {"model": ref.name, "fingerprint": ref.fingerprint, "backend": "onnx", "precision": precision,
+            "recipe": recipe(precision)}
+    if precision == "int8":
+        source = ensure_export(ref, "fp32", store)
 
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmbedclfError(f"{target.parent}: cannot write the onnx export ({exc.strerror})") from None
-    with FileLock(str(target.parent / f".{target.name}.lock")):
-        if (target / MODEL_FILE).exists():  # another process finished it while we waited
-            return target
-        for orphan in target.glob(".tmp-*"):  # left by an export that was killed
-            orphan.unlink(missing_ok=True)
-        if precision == "int8":
-            source = ensure_export(ref, root, "fp32")
-            with status(f"quantising {ref.name} to int8 (once per model, kept in {target.parent})"):
-                _quantize(source, target)
-        else:
-            with status(f"exporting {ref.name} to ONNX (once per model, kept in {target.parent})"):
-                _export(ref, target)
-    return target
+        def build(folder):
+            with status(f"quantising {ref.name} to int8 (once per model, kept in {store.root})"):
+                _quantize(source, folder)
+    else:
+        def build(folder):
+            with status(f"exporting {ref.name} to ONNX (once per model, kept in {store.root})"):
+                _export(ref, folder)
+    return store.ensure(entry_name(ref.fingerprint, "onnx", recipe(precision)), build, meta).path
 
 
 def _export(ref: ModelRef, target: Path) -> None:
@@ -99,7 +98,7 @@ def _export(ref: ModelRef, target: Path) -> None:
     example = tokenizer(["a short text", "a longer text, so that the batch needs padding"], padding=True,
                         return_tensors="pt")
     axes = {name: {0: "batch", 1: "sequence"} for name in names + [OUTPUT]}
-    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    tmp = target / MODEL_FILE  # ``target`` is the store's temporary folder: renamed into place when complete
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -115,7 +114,6 @@ def _export(ref: ModelRef, target: Path) -> None:
             "pad_token_id": int(tokenizer.pad_token_id or 0), "truncation_side": tokenizer.truncation_side,
             "opset": OPSET, "torch": torch.__version__}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, target / MODEL_FILE)  # last: its presence marks the folder complete
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -138,7 +136,7 @@ def _quantize(source: Path, target: Path) -> None:
                         if node.op_type == "MatMul" and len(weights.get(node.input[1], ())) == 2
                         and weights[node.input[1]][0] > weights[node.input[1]][1]]
     del graph
-    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    tmp = target / MODEL_FILE
     logging.disable(logging.WARNING)  # it advises pre-processing on the root logger; per-channel suffices
     try:
         quantize_dynamic(str(source / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
@@ -154,7 +152,6 @@ def _quantize(source: Path, target: Path) -> None:
         "quantization": "dynamic (onnxruntime quantize_dynamic): MatMul weights QInt8 per channel, "
                         f"{len(down_projections)} down-projection MatMuls kept fp32"}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, target / MODEL_FILE)
 
 
 def _LastHiddenState(transformer, names: list[str]):
@@ -293,7 +290,7 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def load_onnx_embedder(settings, root: str | Path) -> OnnxEmbedder:
-    """The resolved ``settings``' export under ``root`` (made on first use), ready to encode."""
+def load_onnx_embedder(settings) -> OnnxEmbedder:
+    """The resolved ``settings``' export from the store (made on first use), ready to encode."""
     require("onnxruntime")  # before an export that may take a while
-    return OnnxEmbedder(ensure_export(settings.ref, root, settings.precision), settings)
+    return OnnxEmbedder(ensure_export(settings.ref, settings.precision), settings)
