@@ -159,10 +159,10 @@ def test_onnx_run_with_an_export_needs_neither_torch_nor_transformers(tiny_model
     (dict(backend="onnx", precision="fp16"), "precision fp16 is not available with the onnx backend; expected one of: auto, "
                                              "fp32, int8"),
     (dict(backend="onnx", precision="bf16"), "precision bf16 is not available with the onnx backend"),
-    (dict(backend="torch", precision="int8"), "precision int8 is not available with the torch backend; expected one of: "
-                                              "auto, fp32, fp16, bf16"),
+    (dict(backend="torch", precision="fp8"), "--precision 'fp8' is unknown; expected one of: auto, fp32, fp16, bf16, "
+                                             "int8"),
     (dict(precision="fp8"), "--precision 'fp8' is unknown"),
-    (dict(backend="tensorflow"), "--backend 'tensorflow' is not one of: torch, onnx"),
+    (dict(backend="tensorflow"), "--backend 'tensorflow' is not one of: torch, onnx, openvino"),
     (dict(backend="onnx", device="cuda"), "the onnx backend runs on the CPU"),
 ])
 def test_invalid_backend_precision_device_combinations(tiny_model, settings, message):

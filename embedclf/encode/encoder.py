@@ -106,7 +106,7 @@ class Encoder:
     max_length = property(lambda self: self.settings.max_length)
     precision = property(lambda self: self.settings.precision)
     device = property(lambda self: self.settings.device)
-    backend = property(lambda self: self.requested.backend)
+    backend = property(lambda self: self.settings.backend)  # torch's int8 resolves to an int8 backend
     normalize = property(lambda self: self.requested.normalize)
     batch_size = property(lambda self: self.requested.batch_size)
     chunk_size = property(lambda self: self.requested.chunk_size)
@@ -123,12 +123,16 @@ class Encoder:
     @property
     def embedder(self):
         """The loaded backend (see ``encode/backends``); loading it loads the model."""
+        return self._load_embedder()
+
+    def _load_embedder(self, sample=None):
+        """``sample``: the texts about to be encoded, which calibrate an int8 export made now."""
         if self._embedder is None:
             from embedclf.console import status
             from embedclf.encode.backends import load_embedder
 
             with status(f"loading {self.settings.model} ({self.backend} {self.precision})"):
-                self._embedder = load_embedder(self.settings)
+                self._embedder = load_embedder(self.settings, sample)
         return self._embedder
 
     def derive(self, **changes) -> "Encoder":
@@ -183,7 +187,7 @@ class Encoder:
         vectors_of: dict[bytes, int] = {}
         parts, part_tokens = [], []
         if todo:
-            self.embedder  # load first: texts/s measures encoding, not start-up
+            self._load_embedder([texts[i] for i in todo[:400]])  # load first: texts/s measures encoding only
             encode_start = time.perf_counter()
             for chunk, vectors, tokens in self._encode_missing([texts[i] for i in todo]):
                 chunk_keys = [keys[todo[j]] for j in chunk]
