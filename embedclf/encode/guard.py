@@ -18,6 +18,7 @@ import numpy as np
 from embedclf.encode.exports import ExportStore, entry_name
 
 BF16_MIN_COSINE = 0.999
+INT8_MIN_COSINE = 0.98  # an int8 export's least cosine to fp32 on its check sample (onnx and openvino)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GUARD_RECIPE = "bf16-guard-v1"
 _SENTENCES = (

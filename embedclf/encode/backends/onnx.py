@@ -21,16 +21,20 @@ import importlib
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from embedclf.console import status
 from embedclf.encode.backends.exported import (META_FILE, OUTPUT, TOKENIZER_FILE, ExportedEmbedder, cpu_cores,
                                                traceable_transformer, write_tokenizer_and_meta)
+from embedclf.encode import guard
 from embedclf.encode.exports import ExportStore, entry_name
 from embedclf.encode.models import ModelRef
 from embedclf.encode.settings import INT8_RECIPE
+from embedclf.encode.similarity import cosines
 from embedclf.errors import EmbedclfError, missing_extra
 
 ONNX_PRECISIONS = ("fp32", "int8")
@@ -69,11 +73,31 @@ def ensure_export(ref: ModelRef, precision: str, store: ExportStore | None = Non
         def build(folder):
             with status(f"quantising {ref.name} to int8 (once per model, kept in {store.root})"):
                 _quantize(source, folder)
+                measured = _int8_fidelity(ref, source, folder)
+            print(f"embedclf: onnx int8 of {ref.name}: cosine to fp32 on {measured['held_out_texts']} texts: "
+                  f"mean {measured['mean_cosine']:.5f}, min {measured['min_cosine']:.5f}", file=sys.stderr)
+            return measured
     else:
         def build(folder):
             with status(f"exporting {ref.name} to ONNX (once per model, kept in {store.root})"):
                 _export(ref, folder)
-    return store.ensure(entry_name(ref.fingerprint, "onnx", recipe(precision)), build, meta).path
+    entry = store.ensure(entry_name(ref.fingerprint, "onnx", recipe(precision)), build, meta)
+    least = entry.meta.get("min_cosine")
+    if least is not None and least < guard.INT8_MIN_COSINE:
+        raise EmbedclfError(f"onnx int8 of {ref.name}: min cosine {least:.5f} to fp32 on {entry.meta.get('held_out_texts')} "
+                            f"texts is below {guard.INT8_MIN_COSINE}; use --precision fp32, or --backend openvino "
+                            "(its int8 is calibrated on your texts)")
+    return entry.path
+
+
+def _int8_fidelity(ref: ModelRef, fp32: Path, int8: Path) -> dict:
+    """Cosine of the int8 export's vectors to the fp32 export's on the fixed sample (short and long texts)."""
+    settings = SimpleNamespace(pooling=ref.pooling, max_length=ref.max_length, batch_size=32, batch_tokens=2048,
+                               normalize=True)
+    texts = list(guard.GUARD_TEXTS)
+    similarity = cosines(OnnxEmbedder(fp32, settings).encode(texts), OnnxEmbedder(int8, settings).encode(texts))
+    return {"mean_cosine": float(similarity.mean()), "min_cosine": float(similarity.min()),
+            "held_out_texts": len(texts), "threshold": guard.INT8_MIN_COSINE}
 
 
 def _export(ref: ModelRef, target: Path) -> None:

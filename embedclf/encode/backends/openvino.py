@@ -33,6 +33,7 @@ from embedclf.console import status
 from embedclf.encode.backends.exported import (META_FILE, TOKENIZER_FILE, ExportedEmbedder, cpu_cores,
                                                traceable_transformer, write_tokenizer_and_meta)
 from embedclf.encode.exports import ENTRY_FILE, Entry, ExportStore, entry_name, sample_hash
+from embedclf.encode import guard
 from embedclf.encode.guard import GUARD_TEXTS, native_bf16
 from embedclf.encode.models import ModelRef
 from embedclf.encode.settings import OV_INT8_RECIPE
@@ -41,7 +42,7 @@ from embedclf.errors import EmbedclfError, missing_extra
 
 MODEL_XML = "model.xml"
 IR_RECIPE = "ir-v1"
-INT8_MIN_COSINE = 0.98  # the least cosine to fp32 an int8 export may have on any held-out text
+INT8_MIN_COSINE = guard.INT8_MIN_COSINE  # the least cosine to fp32 an int8 export may have on a held-out text
 CALIBRATION_TEXTS, HELD_OUT_TEXTS = 300, 100
 
 
@@ -92,7 +93,7 @@ def int8_exports(ref: ModelRef, store: ExportStore | None = None) -> list[Entry]
 
 
 def ensure_int8(settings, sample=None, store: ExportStore | None = None) -> Path:
-    """The int8 export of ``settings``' model: the one this machine made first (whatever texts calibrated
+    """The int8 export of ``settings``' model: the newest this machine made (whatever texts calibrated
     it), or one calibrated now on ``sample`` (the texts about to be encoded); refused below the threshold."""
     store = store or ExportStore()
     ref = settings.ref
