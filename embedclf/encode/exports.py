@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,9 @@ class ExportStore:
             tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
+                start = time.perf_counter()
                 record = dict(meta or {}) | (build(tmp) or {})
+                record["build_seconds"] = round(time.perf_counter() - start, 2)  # what a cold start costs
                 (tmp / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
                 target = self.root / name
                 if target.exists():  # an incomplete folder (no entry.json), e.g. of an older version
@@ -154,6 +157,8 @@ def format_entries(entries: list[Entry]) -> str:
         what = f"{m.get('model', '?')}: {m.get('backend', '?')} {m.get('precision', '')}".rstrip()
         if "min_cosine" in m:
             what += f", cosine to fp32 mean {m.get('mean_cosine', 0):.5f} min {m['min_cosine']:.5f}"
+        if "build_seconds" in m:
+            what += f", made in {m['build_seconds']:.0f}s"
         lines.append(f"{entry.path.name:<44}  {entry.size_bytes / 2**20:>7.1f}MB  {what}")
     return "\n".join(lines)
 
