@@ -45,6 +45,19 @@ def tiny_model(tmp_path_factory) -> str:
     return str(directory)
 
 
+@pytest.fixture(scope="session")
+def session_exports(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(autouse=True)
+def exports_in_tmp(session_exports, monkeypatch) -> Path:
+    """No test writes to the real per-user export store: one store for the session (so that a model's
+    exports and bf16 verdict are made once), in a temporary folder."""
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(session_exports))
+    return session_exports
+
+
 @pytest.fixture
 def cache_dir(tmp_path) -> Path:
     return tmp_path / "cache"

@@ -1,7 +1,7 @@
 """A damaged cache shard never yields a wrong vector: it is moved aside with one warning and re-encoded.
 
-Also ``embedclf cache clear``: it asks first (refusing without --yes when stdin is not a terminal) and
-removes the ONNX exports too unless --keep-exports.
+Also ``embedclf cache info|clear``: clear asks first (refusing without --yes when stdin is not a terminal)
+and removes the export store's entries too (all, or the model's) unless --keep-exports.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from embedclf.encode.cache import EmbeddingCache
 from embedclf.encode.encoder import Encoder
+from embedclf.encode.exports import ExportStore
 from tests.conftest import sample_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,12 +161,20 @@ def run(*args, **kwargs):
                           cwd=ROOT, timeout=300, stdin=kwargs.pop("stdin", subprocess.DEVNULL), **kwargs)
 
 
+def fake_export(store: ExportStore, name: str, fingerprint: str, model: str) -> Path:
+    def build(folder):
+        (folder / "model.onnx").write_bytes(b"\0" * 4096)
+
+    return store.ensure(name, build, {"fingerprint": fingerprint, "model": model, "backend": "onnx",
+                                      "precision": "fp32"}).path
+
+
 @pytest.fixture
-def with_export(cache_dir, filled):
-    export = cache_dir / "onnx" / "x"
-    export.mkdir(parents=True)
-    (export / "model.onnx").write_bytes(b"\0" * 4096)
-    return export
+def with_export(cache_dir, filled, tmp_path, monkeypatch):
+    """Another model's export in a store of this test's own (and a legacy export inside the cache)."""
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    (cache_dir / "onnx" / "old").mkdir(parents=True)
+    return fake_export(ExportStore(), "other-onnx-fp32", "f" * 64, "other/model")
 
 
 def test_clear_without_yes_and_no_terminal_refuses(cache_dir, with_export):
@@ -179,8 +188,9 @@ def test_clear_without_yes_and_no_terminal_refuses(cache_dir, with_export):
 def test_clear_with_yes_removes_vectors_and_exports(cache_dir, with_export):
     result = run("cache", "clear", "--cache", cache_dir, "-y")
     assert result.returncode == 0, result.stderr
-    assert "removed 1 spaces, 40 entries" in result.stderr and "1 ONNX exports" in result.stderr
-    assert EmbeddingCache(cache_dir).spaces() == [] and not (cache_dir / "onnx").exists()
+    assert "removed 1 spaces, 40 entries" in result.stderr and "1 exports (0.0 MB)" in result.stderr
+    assert EmbeddingCache(cache_dir).spaces() == [] and not with_export.exists() and ExportStore().entries() == []
+    assert not (cache_dir / "onnx").exists()
     nothing = run("cache", "clear", "--cache", cache_dir)
     assert nothing.returncode == 0 and "nothing to remove" in nothing.stderr
 
@@ -188,18 +198,23 @@ def test_clear_with_yes_removes_vectors_and_exports(cache_dir, with_export):
 def test_clear_keep_exports(cache_dir, with_export):
     result = run("cache", "clear", "--cache", cache_dir, "--yes", "--keep-exports")
     assert result.returncode == 0, result.stderr
-    assert "removed 1 spaces, 40 entries" in result.stderr and "ONNX" not in result.stderr
+    assert "removed 1 spaces, 40 entries, 0.0 MB from" in result.stderr and " exports (" not in result.stderr
     assert EmbeddingCache(cache_dir).spaces() == [] and with_export.exists()
 
 
 def test_clear_one_model_removes_only_its_exports(tiny_model, cache_dir, with_export):
     fingerprint = EmbeddingCache(cache_dir).spaces()[0].config["fingerprint"]
-    own = cache_dir / "onnx" / f"{fingerprint}-int8-v2"
-    own.mkdir()
+    own = fake_export(ExportStore(), f"{fingerprint[:16]}-onnx-int8-v2", fingerprint, tiny_model)
+    info = run("cache", "info", "--cache", cache_dir)
+    assert info.returncode == 0, info.stderr
+    assert own.name in info.stdout and with_export.name in info.stdout
+    assert f"{ExportStore().root}: 2 exports" in info.stderr
     result = run("cache", "clear", "--cache", cache_dir, "--model", tiny_model, "--yes")
     assert result.returncode == 0, result.stderr
-    assert "removed 1 spaces, 40 entries" in result.stderr and "1 ONNX exports" in result.stderr
+    assert "removed 1 spaces, 40 entries" in result.stderr and "1 exports" in result.stderr
     assert not own.exists() and with_export.exists()
+    assert run("cache", "clear", "--cache", cache_dir, "--model", "f" * 8, "--yes").returncode == 0
+    assert not with_export.exists(), "a fingerprint prefix selects a model's exports without any cache space"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")

@@ -58,22 +58,29 @@ def encode(
         say(f"wrote {matrix.shape[0]:,} x {matrix.shape[1]} matrix to {out}")
 
 
-cache_app = typer.Typer(help="Inspect or empty the embedding cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or empty the embedding cache and the per-user export store.",
+                        no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("info")
 def cache_info(cache: Cache = None):
-    """List the cache's spaces (one per model and encoding setting): entries, size on disk, age."""
+    """List the cache's spaces (one per model and encoding setting) and the export store's exported models
+    and bf16 verdicts ($EMBEDCLF_EXPORTS or ~/.cache/embedclf/exports): entries, size on disk, age."""
     from embedclf.encode.cache import EmbeddingCache, format_spaces
+    from embedclf.encode.exports import ExportStore, format_entries
 
-    store = EmbeddingCache(cache)
-    spaces = store.spaces()
+    store, exports = EmbeddingCache(cache), ExportStore()
+    spaces, entries = store.spaces(), exports.entries()
     if spaces:
         typer.echo(format_spaces(spaces))
     total = sum(i.size_bytes for i in spaces)
     say(f"{store.root}: {len(spaces)} spaces, {sum(i.entries for i in spaces):,} entries, {total / 2**20:.1f} MB"
         if spaces else f"{store.root}: empty")
+    if entries:
+        typer.echo(format_entries(entries))
+    say(f"{exports.root}: {len(entries)} exports, {sum(e.size_bytes for e in entries) / 2**20:.1f} MB"
+        if entries else f"{exports.root}: no exports")
 
 
 @cache_app.command("clear")
@@ -82,39 +89,42 @@ def cache_clear(
     model: Annotated[Optional[str], typer.Option(help="Only this model's vectors and exports (its name or fingerprint "
                                                      "prefix).")] = None,
     keep_exports: Annotated[bool, typer.Option(
-        "--keep-exports", help="Keep the exported ONNX models (CACHE/onnx).")] = False,
+        "--keep-exports", help="Keep the export store's exported models and verdicts ($EMBEDCLF_EXPORTS).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a "
                                                           "terminal).")] = False,
 ):
-    """Delete cached embeddings and exported ONNX models: all of them, or one model's. Asks first, unless --yes."""
+    """Delete cached embeddings and the exported models of the export store: all of them, or one model's.
+    Asks first, unless --yes."""
     import sys
 
     from embedclf.encode.cache import EmbeddingCache
+    from embedclf.encode.exports import ExportStore
     from embedclf.errors import EmbedclfError
 
-    store = EmbeddingCache(cache)
+    store, exports = EmbeddingCache(cache), ExportStore()
     spaces = store.select(model)
-    fingerprints = None if model is None else [str(i.config.get("fingerprint", "")) for i in spaces]
-    exports = [] if keep_exports else store.exports(fingerprints)
-    if not spaces and not exports:
-        say(f"{store.root}: nothing to remove" + (f" for model {model}" if model is not None else ""))
+    fingerprints = [str(i.config.get("fingerprint", "")) for i in spaces]
+    entries = [] if keep_exports else exports.select(model, fingerprints)
+    where = f"{store.root}" + ("" if keep_exports else f" and {exports.root}")
+    if not spaces and not entries:
+        say(f"{where}: nothing to remove" + (f" for model {model}" if model is not None else ""))
         return
-    what = _clear_summary(spaces, exports)
+    what = _clear_summary(spaces, entries)
     if not yes:
         if not sys.stdin.isatty():
-            raise EmbedclfError(f"would remove {what} from {store.root}; stdin is not a terminal, so pass --yes to "
+            raise EmbedclfError(f"would remove {what} from {where}; stdin is not a terminal, so pass --yes to "
                                 "confirm")
-        if not typer.confirm(f"remove {what} from {store.root}?", default=False, err=True):
+        if not typer.confirm(f"remove {what} from {where}?", default=False, err=True):
             say("nothing removed")
             raise typer.Exit(1)
     removed = store.clear(model)
-    removed_exports = [] if keep_exports else store.clear_exports(fingerprints)
-    say(f"removed {_clear_summary(removed, removed_exports)} from {store.root}")
+    removed_exports = [] if keep_exports else exports.clear(model, fingerprints)
+    say(f"removed {_clear_summary(removed, removed_exports)} from {where}")
 
 
-def _clear_summary(spaces, exports) -> str:
+def _clear_summary(spaces, entries) -> str:
     text = (f"{len(spaces)} spaces, {sum(i.entries for i in spaces):,} entries, "
             f"{sum(i.size_bytes for i in spaces) / 2**20:.1f} MB")
-    if exports:
-        text += f", {len(exports)} ONNX exports ({sum(size for _, size in exports) / 2**20:.1f} MB)"
+    if entries:
+        text += f", {len(entries)} exports ({sum(e.size_bytes for e in entries) / 2**20:.1f} MB)"
     return text

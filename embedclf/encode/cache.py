@@ -251,35 +251,8 @@ class EmbeddingCache:
                 (directory / "space.json").unlink(missing_ok=True)
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(info)
-        return removed
-
-    @property
-    def export_dir(self) -> Path:
-        return self.root / "onnx"
-
-    def exports(self, fingerprints: Iterable[str] | None = None) -> list[tuple[Path, int]]:
-        """The exported models under ``<root>/onnx`` (all, or those of these model fingerprints) and their sizes."""
-        if not self.export_dir.is_dir():
-            return []
-        wanted = None if fingerprints is None else [str(f) for f in fingerprints if f]
-        found = []
-        for path in sorted(self.export_dir.iterdir()):
-            if wanted is not None and not any(path.name == f or path.name.startswith(f + "-") for f in wanted):
-                continue
-            files = [path] if not path.is_dir() else [f for f in path.rglob("*") if f.is_file()]
-            found.append((path, sum(f.stat().st_size for f in files if not f.is_symlink())))
-        return found
-
-    def clear_exports(self, fingerprints: Iterable[str] | None = None) -> list[tuple[Path, int]]:
-        """Delete the exported models (all, or those of these fingerprints); the whole folder when all."""
-        removed = self.exports(fingerprints)
-        for path, _ in removed:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        if fingerprints is None and self.export_dir.is_dir():
-            shutil.rmtree(self.export_dir, ignore_errors=True)
+        if model is None:  # ONNX exports that versions before the export store kept in the cache
+            shutil.rmtree(self.root / "onnx", ignore_errors=True)
         return removed
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from embedclf.encode.batching import trim_heap
-from embedclf.encode.cache import EmbeddingCache, default_cache_root, text_key
+from embedclf.encode.cache import EmbeddingCache, text_key
 from embedclf.encode.models import DEFAULT_MODEL, ModelRef
 from embedclf.encode.settings import EncoderSettings
 
@@ -63,7 +63,7 @@ class Encoder:
     Give an :class:`EncoderSettings`, or a model and any of its fields as keywords
     (``Encoder("my/model", pooling="cls", backend="onnx", precision="int8")``). ``cache=None`` uses
     ``$EMBEDCLF_CACHE`` or ``./cache``; ``cache=False`` disables caching. The onnx backend exports
-    the model under the cache root on first use (the default root when ``cache=False``). Nothing
+    the model on first use on this machine, into the per-user export store (``encode/exports``). Nothing
     is resolved or loaded until it is needed: the model's files when a setting or the cache space is
     asked for, the model itself only when some text is not cached.
     """
@@ -106,7 +106,7 @@ class Encoder:
     max_length = property(lambda self: self.settings.max_length)
     precision = property(lambda self: self.settings.precision)
     device = property(lambda self: self.settings.device)
-    backend = property(lambda self: self.requested.backend)
+    backend = property(lambda self: self.settings.backend)  # torch's int8 resolves to an int8 backend
     normalize = property(lambda self: self.requested.normalize)
     batch_size = property(lambda self: self.requested.batch_size)
     chunk_size = property(lambda self: self.requested.chunk_size)
@@ -121,18 +121,18 @@ class Encoder:
         return f"{self.backend} {self.precision}"
 
     @property
-    def export_root(self) -> Path:
-        return self.cache.root if self.cache is not None else default_cache_root()
-
-    @property
     def embedder(self):
         """The loaded backend (see ``encode/backends``); loading it loads the model."""
+        return self._load_embedder()
+
+    def _load_embedder(self, sample=None):
+        """``sample``: the texts about to be encoded, which calibrate an int8 export made now."""
         if self._embedder is None:
             from embedclf.console import status
             from embedclf.encode.backends import load_embedder
 
             with status(f"loading {self.settings.model} ({self.backend} {self.precision})"):
-                self._embedder = load_embedder(self.settings, self.export_root)
+                self._embedder = load_embedder(self.settings, sample)
         return self._embedder
 
     def derive(self, **changes) -> "Encoder":
@@ -187,7 +187,7 @@ class Encoder:
         vectors_of: dict[bytes, int] = {}
         parts, part_tokens = [], []
         if todo:
-            self.embedder  # load first: texts/s measures encoding, not start-up
+            self._load_embedder([texts[i] for i in todo[:400]])  # load first: texts/s measures encoding only
             encode_start = time.perf_counter()
             for chunk, vectors, tokens in self._encode_missing([texts[i] for i in todo]):
                 chunk_keys = [keys[todo[j]] for j in chunk]

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from embedclf.encode.encoder import Encoder
+from embedclf.encode.similarity import cosines  # noqa: F401  (re-exported: fidelity.cosines)
 from embedclf.errors import EmbedclfError
 
 
@@ -28,13 +29,6 @@ class Fidelity:
     def summary(self) -> str:
         return (f"fidelity of {self.setting} against torch fp32 on {self.texts:,} texts: "
                 f"mean cosine {self.mean:.5f}, min {self.min:.5f}")
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity (whether or not the rows are normalised)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return (a * b).sum(axis=1) / norms
 
 
 def check_fidelity(encoder: Encoder, texts: Sequence[str], vectors: np.ndarray | None = None) -> Fidelity:

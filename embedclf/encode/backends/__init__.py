@@ -1,4 +1,4 @@
-"""The backends that run a model: one module each (``torch``, ``onnx``), one small interface.
+"""The backends that run a model: one module each (``torch``, ``onnx``, ``openvino``), one small interface.
 
 An embedder is built from resolved :class:`~embedclf.encode.settings.EncoderSettings` and offers
 ``dimension``, ``token_counts(texts)`` and ``encode(texts, tokens)`` (texts sorted longest first,
@@ -12,20 +12,31 @@ another (a grid search's) load the model once between them.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 
-def load_embedder(settings, export_root: str | Path):
-    """The embedder of resolved ``settings``; ``export_root`` holds ONNX exports (the cache root)."""
-    return _load(settings, settings.fingerprint, str(export_root))
+def load_embedder(settings, sample=None):
+    """The embedder of resolved ``settings``; exports come from the per-user store (``encode/exports``).
+    ``sample``: texts about to be encoded, which calibrate an int8 export made now (openvino)."""
+    from embedclf.encode.exports import store_root
+
+    if settings.backend == "openvino" and settings.precision == "int8":
+        from embedclf.encode.backends.openvino import ensure_int8, require
+
+        require("openvino"), require("nncf")
+        ensure_int8(settings, sample)  # made (or refused) here, where the texts are
+    return _load(settings, settings.fingerprint, str(store_root()))
 
 
 @functools.lru_cache(maxsize=2)
-def _load(settings, fingerprint: str, export_root: str):
+def _load(settings, fingerprint: str, store: str):
     if settings.backend == "onnx":
         from embedclf.encode.backends.onnx import load_onnx_embedder
 
-        return load_onnx_embedder(settings, export_root)
+        return load_onnx_embedder(settings)
+    if settings.backend == "openvino":
+        from embedclf.encode.backends.openvino import load_openvino_embedder
+
+        return load_openvino_embedder(settings)
     from embedclf.encode.backends.torch import TorchEmbedder
 
     return TorchEmbedder(settings)

@@ -1,16 +1,18 @@
 """The ONNX Runtime backend: a model's transformer exported once, optionally quantised to int8, run on CPU.
 
-The export lives beside the embedding cache, one folder per model fingerprint and precision::
+The export lives in the per-user export store (``encode/exports``), shared by every vector cache, one
+entry per model fingerprint and recipe::
 
-    <cache root>/onnx/<fingerprint>/model.onnx         fp32, from torch.onnx.export (TorchScript exporter)
-    <cache root>/onnx/<fingerprint>-int8-v2/model.onnx onnxruntime quantize_dynamic: per-channel QInt8 weights
-                                                       of the MatMuls, down-projections kept fp32 (see _quantize)
+    <store>/<fingerprint[:16]>-onnx-fp32-opset17/model.onnx  fp32, from torch.onnx.export (TorchScript exporter)
+    <store>/<fingerprint[:16]>-onnx-int8-v2/model.onnx       onnxruntime quantize_dynamic: per-channel QInt8
+                                                     weights of the MatMuls, down-projections fp32 (see _quantize)
 
 Each folder also holds the model's fast tokenizer (``tokenizer.json``) and ``embedclf-onnx.json`` (input
 names, dimension, padding), so a run that finds its export imports neither torch nor transformers:
 tokenisation is the ``tokenizers`` library the fast tokenizer is built on, and pooling and
-normalisation are numpy. ``model.onnx`` is written last, to a temporary name renamed into place, under
-a file lock: its presence means the folder is complete, and two processes never export at once.
+normalisation are numpy. The store builds each entry in a temporary folder renamed into place under a
+file lock: two processes never export at once. (Exports that older versions kept in ``<cache>/onnx``
+are not read.)
 """
 
 from __future__ import annotations
@@ -18,23 +20,26 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import shutil
-import uuid
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from embedclf.console import status
-from embedclf.encode.batching import capped_batches
+from embedclf.encode.backends.exported import (META_FILE, OUTPUT, TOKENIZER_FILE, ExportedEmbedder, cpu_cores,
+                                               traceable_transformer, write_tokenizer_and_meta)
+from embedclf.encode import guard
+from embedclf.encode.exports import ExportStore, entry_name
 from embedclf.encode.models import ModelRef
-from embedclf.encode.settings import INT8_RECIPE, EncoderSettings
+from embedclf.encode.settings import INT8_RECIPE
+from embedclf.encode.similarity import cosines
 from embedclf.errors import EmbedclfError, missing_extra
 
 ONNX_PRECISIONS = ("fp32", "int8")
-MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "embedclf-onnx.json"
+MODEL_FILE = "model.onnx"
 OPSET = 17  # LayerNormalization is a single op from opset 17
-OUTPUT = "last_hidden_state"
 
 
 def require(module: str):
@@ -46,76 +51,74 @@ def require(module: str):
 
 
 # -- export --------------------------------------------------------------------------------------
-def export_dir(root: str | Path, fingerprint: str, precision: str) -> Path:
-    return Path(root) / "onnx" / (fingerprint + (f"-{INT8_RECIPE}" if precision == "int8" else ""))
+def recipe(precision: str) -> str:
+    return INT8_RECIPE if precision == "int8" else f"{precision}-opset{OPSET}"
 
 
-def ensure_export(ref: ModelRef, root: str | Path, precision: str) -> Path:
-    """The export folder of ``ref`` at ``precision``, exported (and quantised) on first use."""
+def export_dir(fingerprint: str, precision: str, store: ExportStore | None = None) -> Path:
+    """Where the export of a model at ``precision`` lives in the store (whether or not made yet)."""
+    return (store or ExportStore()).path(entry_name(fingerprint, "onnx", recipe(precision)))
+
+
+def ensure_export(ref: ModelRef, precision: str, store: ExportStore | None = None) -> Path:
+    """The export folder of ``ref`` at ``precision``, exported (and quantised) on first use on this machine."""
     if precision not in ONNX_PRECISIONS:
         raise EmbedclfError(f"no onnx export at precision {precision!r}; expected {' or '.join(ONNX_PRECISIONS)}")
-    target = export_dir(root, ref.fingerprint, precision)
-    if (target / MODEL_FILE).exists():
-        return target
-    from filelock import FileLock
+    store = store or ExportStore()
+    meta = {"model": ref.name, "fingerprint": ref.fingerprint, "backend": "onnx", "precision": precision,
+            "recipe": recipe(precision)}
+    if precision == "int8":
+        source = ensure_export(ref, "fp32", store)
 
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmbedclfError(f"{target.parent}: cannot write the onnx export ({exc.strerror})") from None
-    with FileLock(str(target.parent / f".{target.name}.lock")):
-        if (target / MODEL_FILE).exists():  # another process finished it while we waited
-            return target
-        for orphan in target.glob(".tmp-*"):  # left by an export that was killed
-            orphan.unlink(missing_ok=True)
-        if precision == "int8":
-            source = ensure_export(ref, root, "fp32")
-            with status(f"quantising {ref.name} to int8 (once per model, kept in {target.parent})"):
-                _quantize(source, target)
-        else:
-            with status(f"exporting {ref.name} to ONNX (once per model, kept in {target.parent})"):
-                _export(ref, target)
-    return target
+        def build(folder):
+            with status(f"quantising {ref.name} to int8 (once per model, kept in {store.root})"):
+                _quantize(source, folder)
+                measured = _int8_fidelity(ref, source, folder)
+            print(f"embedclf: onnx int8 of {ref.name}: cosine to fp32 on {measured['held_out_texts']} texts: "
+                  f"mean {measured['mean_cosine']:.5f}, min {measured['min_cosine']:.5f}", file=sys.stderr)
+            return measured
+    else:
+        def build(folder):
+            with status(f"exporting {ref.name} to ONNX (once per model, kept in {store.root})"):
+                _export(ref, folder)
+    entry = store.ensure(entry_name(ref.fingerprint, "onnx", recipe(precision)), build, meta)
+    least = entry.meta.get("min_cosine")
+    if least is not None and least < guard.INT8_MIN_COSINE:
+        raise EmbedclfError(f"onnx int8 of {ref.name}: min cosine {least:.5f} to fp32 on {entry.meta.get('held_out_texts')} "
+                            f"texts is below {guard.INT8_MIN_COSINE}; use --precision fp32, or --backend openvino "
+                            "(its int8 is calibrated on your texts)")
+    return entry.path
+
+
+def _int8_fidelity(ref: ModelRef, fp32: Path, int8: Path) -> dict:
+    """Cosine of the int8 export's vectors to the fp32 export's on the fixed sample (short and long texts)."""
+    settings = SimpleNamespace(pooling=ref.pooling, max_length=ref.max_length, batch_size=32, batch_tokens=2048,
+                               normalize=True)
+    texts = list(guard.GUARD_TEXTS)
+    similarity = cosines(OnnxEmbedder(fp32, settings).encode(texts), OnnxEmbedder(int8, settings).encode(texts))
+    return {"mean_cosine": float(similarity.mean()), "min_cosine": float(similarity.min()),
+            "held_out_texts": len(texts), "threshold": guard.INT8_MIN_COSINE}
 
 
 def _export(ref: ModelRef, target: Path) -> None:
     """torch.onnx.export of the transformer (token ids in, last hidden state out), batch and length dynamic."""
-    import inspect
     import warnings
 
     require("onnx")  # the TorchScript exporter serialises through it
     import torch
 
-    from embedclf.encode.backends.torch import load_sentence_transformer
-
-    fp32 = EncoderSettings(ref.name, ref=ref, pooling="mean", max_length=ref.max_length, device="cpu", precision="fp32")
-    model = load_sentence_transformer(fp32)
-    transformer, tokenizer = model[0].auto_model, model[0].tokenizer
-    accepted = inspect.signature(transformer.forward).parameters
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
-             if n in tokenizer.model_input_names and n in accepted]
-    # two texts of different lengths, so the traced graph keeps the attention mask (an all-ones
-    # mask may be optimised away by the attention code)
-    example = tokenizer(["a short text", "a longer text, so that the batch needs padding"], padding=True,
-                        return_tensors="pt")
+    module, names, example, tokenizer = traceable_transformer(ref)
     axes = {name: {0: "batch", 1: "sequence"} for name in names + [OUTPUT]}
-    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    tmp = target / MODEL_FILE  # ``target`` is the store's temporary folder: renamed into place when complete
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_LastHiddenState(transformer, names), tuple(example[n] for n in names), str(tmp),
-                              input_names=names, output_names=[OUTPUT], dynamic_axes=axes, opset_version=OPSET,
-                              do_constant_folding=True, dynamo=False)
+            torch.onnx.export(module, example, str(tmp), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise EmbedclfError(f"cannot export {ref.name} to ONNX: {' '.join(str(exc).split())[:300]}") from None
-    tokenizer.backend_tokenizer.save(str(target / TOKENIZER_FILE))
-    meta = {"format": 1, "model": ref.name, "fingerprint": ref.fingerprint, "precision": "fp32", "inputs": names,
-            "output": OUTPUT, "dimension": int(transformer.config.hidden_size),
-            "pad_token_id": int(tokenizer.pad_token_id or 0), "truncation_side": tokenizer.truncation_side,
-            "opset": OPSET, "torch": torch.__version__}
-    (target / META_FILE).write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, target / MODEL_FILE)  # last: its presence marks the folder complete
+    write_tokenizer_and_meta(target, ref, tokenizer, module, names, opset=OPSET)
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -138,7 +141,7 @@ def _quantize(source: Path, target: Path) -> None:
                         if node.op_type == "MatMul" and len(weights.get(node.input[1], ())) == 2
                         and weights[node.input[1]][0] > weights[node.input[1]][1]]
     del graph
-    tmp = target / f".tmp-{uuid.uuid4().hex[:8]}-{MODEL_FILE}"
+    tmp = target / MODEL_FILE
     logging.disable(logging.WARNING)  # it advises pre-processing on the root logger; per-channel suffices
     try:
         quantize_dynamic(str(source / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
@@ -154,43 +157,19 @@ def _quantize(source: Path, target: Path) -> None:
         "quantization": "dynamic (onnxruntime quantize_dynamic): MatMul weights QInt8 per channel, "
                         f"{len(down_projections)} down-projection MatMuls kept fp32"}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, target / MODEL_FILE)
-
-
-def _LastHiddenState(transformer, names: list[str]):
-    """The transformer with positional inputs in ``names`` order and one output, as the exporter wants."""
-    import torch
-
-    class LastHiddenState(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, *inputs):
-            return self.transformer(**dict(zip(names, inputs)), return_dict=True).last_hidden_state
-
-    return LastHiddenState().eval()
 
 
 # -- running -------------------------------------------------------------------------------------
-def cpu_cores() -> int:
-    """Physical cores this process may use: its CPU affinity, one per set of hyper-thread siblings,
-    capped by a cgroup CPU quota."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        try:
-            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    count = len(cores)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
+class OnnxEmbedder(ExportedEmbedder):
+    """Texts to pooled embeddings with an ONNX export: the onnx backend's counterpart of the SentenceTransformer."""
+
+    def _start(self, directory: Path) -> None:
+        ort = require("onnxruntime")
+        self.session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=session_options(ort),
+                                            providers=["CPUExecutionProvider"])
+
+    def _forward(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([OUTPUT], feed)[0]
 
 
 def session_options(ort, threads: int | None = None):
@@ -210,90 +189,7 @@ def session_options(ort, threads: int | None = None):
     return options
 
 
-class OnnxEmbedder:
-    """Texts to pooled embeddings with an ONNX export: the onnx backend's counterpart of the SentenceTransformer."""
-
-    def __init__(self, directory: str | Path, settings):
-        ort = require("onnxruntime")
-        from tokenizers import Tokenizer
-
-        directory = Path(directory)
-        self.directory = directory
-        self.meta = json.loads((directory / META_FILE).read_text())
-        self.settings = settings
-        self.max_length = max_length = settings.max_length
-        self.pooling = settings.pooling
-        self.dimension = int(self.meta["dimension"])
-        self.session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=session_options(ort),
-                                            providers=["CPUExecutionProvider"])
-        self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-        self._counter.no_padding()
-        self._counter.no_truncation()
-        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length, direction=self.meta.get("truncation_side", "right"))
-
-    def token_counts(self, texts: list[str]) -> np.ndarray:
-        """Tokens per text, special tokens included and before truncation."""
-        return np.fromiter((len(e.ids) for e in self._counter.encode_batch(list(texts))), dtype=np.int64,
-                           count=len(texts))
-
-    def encode(self, texts: list[str], tokens: np.ndarray | None = None) -> np.ndarray:
-        """``(len(texts), dim)`` float32 in input order (``tokens`` is the torch backend's; tokenising here
-        gives the truncated encodings, and their lengths).
-
-        Batches of texts of similar length (sorted by tokens), each padded to its longest: ``batch_size``
-        texts, fewer for long ones (``max_batch_tokens``, as the torch path: see ``capped_batches``).
-        Filling batches up to a token budget instead (more short texts per batch) was measured and did
-        not help on CPU: padding is already a few per cent, and larger batches ran slower.
-        """
-        s = self.settings
-        encodings = self.tokenizer.encode_batch(list(texts))
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for batch in capped_batches(lengths[order], s.batch_size, self.max_length, s.batch_tokens):
-            batch = order[batch]
-            feed, mask = self._inputs([encodings[i] for i in batch], lengths[batch])
-            hidden = self.session.run([OUTPUT], feed)[0]
-            vectors[batch] = pool(hidden, mask, self.pooling)
-        return normalized(vectors) if s.normalize else vectors
-
-    def _inputs(self, encodings, lengths: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """One batch right-padded to its longest text: the export's int64 inputs, and the attention mask."""
-        mask = (np.arange(int(lengths.max()))[None, :] < lengths[:, None]).astype(np.int64)
-        feed = {}
-        for name in self.meta["inputs"]:
-            if name == "attention_mask":
-                feed[name] = mask
-                continue
-            field, pad = ("ids", self.meta["pad_token_id"]) if name == "input_ids" else ("type_ids", 0)
-            array = np.full(mask.shape, pad, dtype=np.int64)
-            for row, encoding in enumerate(encodings):
-                array[row, :lengths[row]] = getattr(encoding, field)
-            feed[name] = array
-        return feed, mask
-
-
-def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
-    """Sentence vectors from token vectors ``(batch, tokens, dim)`` as sentence-transformers' Pooling does."""
-    mask = mask[:, :, None].astype(hidden.dtype)
-    if mode == "cls":
-        return hidden[:, 0]
-    if mode == "max":
-        return np.where(mask > 0, hidden, np.float32(-1e9)).max(axis=1)
-    if mode == "mean":
-        return (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-    raise ValueError(f"unknown pooling {mode!r}")
-
-
-def normalized(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (as torch.nn.functional.normalize: a zero row stays zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-
-
-def load_onnx_embedder(settings, root: str | Path) -> OnnxEmbedder:
-    """The resolved ``settings``' export under ``root`` (made on first use), ready to encode."""
+def load_onnx_embedder(settings) -> OnnxEmbedder:
+    """The resolved ``settings``' export from the store (made on first use), ready to encode."""
     require("onnxruntime")  # before an export that may take a while
-    return OnnxEmbedder(ensure_export(settings.ref, root, settings.precision), settings)
+    return OnnxEmbedder(ensure_export(settings.ref, settings.precision), settings)

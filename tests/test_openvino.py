@@ -1,0 +1,143 @@
+"""The openvino backend on the tiny random model: fp32 equals torch fp32, bf16 close, exports made once per
+machine and found from any cache directory, int8 calibrated on the texts being encoded with its cosine
+printed and kept, refused below the threshold, ``--precision int8`` picking the fastest int8 backend, and
+the missing extra."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from embedclf.encode.encoder import Encoder
+from embedclf.encode.exports import ExportStore, sample_hash
+from embedclf.encode.settings import EncoderSettings
+from embedclf.encode.similarity import cosines
+from embedclf.errors import EmbedclfError
+from tests.conftest import sample_texts
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+TEXTS = sample_texts(60, seed=5) + ["Zebras, 42 apples!", "x", "good"]
+
+
+def openvino(model, cache, precision="fp32", **kwargs):
+    return Encoder(model, cache=cache, backend="openvino", precision=precision, **kwargs)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_openvino_fp32_matches_torch_fp32(tiny_model, cache_dir, pooling):
+    expected = Encoder(tiny_model, cache=False, device="cpu", precision="fp32", pooling=pooling,
+                       batch_size=7).encode(TEXTS)
+    encoder = openvino(tiny_model, cache_dir, pooling=pooling, batch_size=7)
+    actual = encoder.encode(TEXTS)
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    assert cosines(expected, actual).min() > 0.9999
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    assert (encoder.config["backend"], encoder.config["precision"]) == ("openvino", "fp32")
+
+
+def test_bf16_is_close_and_the_export_is_made_once(tiny_model, tmp_path, monkeypatch):
+    import embedclf.encode.backends.openvino as backend
+
+    fp32 = openvino(tiny_model, tmp_path / "cache-a")
+    X = fp32.encode(TEXTS)
+
+    def irs():
+        return [e.path for e in ExportStore().entries([fp32.ref.fingerprint]) if e.meta["recipe"] == backend.IR_RECIPE]
+
+    (ir,) = irs()
+    assert (ir / backend.MODEL_XML).exists() and not (tmp_path / "cache-a" / "onnx").exists()
+    monkeypatch.setattr(backend, "_convert", lambda *args: pytest.fail("converted again"))
+    bf16 = openvino(tiny_model, tmp_path / "cache-b", "bf16")  # another cache directory: the same export
+    Y = bf16.encode(TEXTS)
+    assert cosines(X, Y).min() > 0.99 and bf16.space.directory != fp32.space.directory
+    assert irs() == [ir]
+
+
+def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp_path, monkeypatch, capfd):
+    import embedclf.encode.backends.openvino as backend
+
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    texts = sample_texts(120, seed=9)
+    encoder = openvino(tiny_model, tmp_path / "cache", "int8")
+    X = encoder.encode(texts)
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "openvino int8" in line]
+    assert len(lines) == 1 and "cosine to fp32 on" in lines[0] and "held-out texts: mean 0." in lines[0]
+    (entry,) = backend.int8_exports(encoder.ref)
+    calibration, held_out = backend.calibration_split(texts)
+    assert entry.meta["sample"] == sample_hash(calibration) and entry.meta["calibration_texts"] == 90
+    assert entry.path.name.endswith(sample_hash(calibration)[:12]) and not set(calibration) & set(held_out)
+    assert 0.98 <= entry.meta["min_cosine"] <= entry.meta["mean_cosine"] <= 1 + 1e-6
+    assert encoder.config["quantization"] == "ov-int8-v1"
+    reference = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(texts)
+    assert cosines(reference, X).min() > 0.98
+
+    monkeypatch.setattr(backend, "_quantize", lambda *args: pytest.fail("quantised again"))
+    other = openvino(tiny_model, tmp_path / "other-cache", "int8")
+    other.encode(sample_texts(30, seed=11))  # other texts: the machine's int8 export, not a new calibration
+    assert len(backend.int8_exports(encoder.ref)) == 1
+    assert "openvino int8" not in capfd.readouterr().err, "the cosine is printed once per export"
+
+
+def test_int8_below_the_threshold_is_refused(tiny_model, tmp_path, monkeypatch, capsys):
+    """A quantisation that strays (its measured cosines stand in for a real one's) is kept and refused."""
+    import embedclf.encode.backends.openvino as backend
+    from embedclf.cli import main
+
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setattr(backend, "_quantize", lambda *args: {"mean_cosine": 0.991, "min_cosine": 0.9712})
+    monkeypatch.setattr(backend, "ensure_ir", lambda ref, store: tmp_path)  # (what _quantize would read)
+    data = tmp_path / "d.csv"
+    data.write_text("text\n" + "\n".join(TEXTS[:60]) + "\n")  # (no commas)
+    monkeypatch.setattr(sys, "argv", ["embedclf", "encode", str(data), "--model", tiny_model, "--cache",
+                                      str(tmp_path / "cache"), "--backend", "openvino", "--precision", "int8"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "openvino int8" in line and "error" not in line] == [
+        f"embedclf: openvino int8 of {tiny_model}: cosine to fp32 on 31 held-out texts: mean 0.99100, min 0.97120"]
+    errors = [line for line in err if "error" in line]
+    assert errors == [f"embedclf: error: openvino int8 of {tiny_model}: min cosine 0.97120 to fp32 on 31 held-out "
+                      f"texts is below 0.98; use --precision bf16 (or 'embedclf cache clear --model {tiny_model}' "
+                      "and calibrate on other texts)"]
+    # the verdict is kept with the export: refused again without quantising again
+    monkeypatch.setattr(backend, "_quantize", lambda *args: pytest.fail("quantised again"))
+    with pytest.raises(EmbedclfError, match="is below 0.98"):
+        openvino(tiny_model, tmp_path / "cache", "int8").encode(TEXTS[:3])
+    monkeypatch.setattr(backend, "INT8_MIN_COSINE", 0.97)  # the threshold is applied when the export is used
+    assert openvino(tiny_model, tmp_path / "cache", "int8").settings.precision == "int8"
+
+
+def test_precision_int8_picks_the_fastest_installed_backend(tiny_model, monkeypatch):
+    assert EncoderSettings(tiny_model, precision="int8").resolve().backend == "openvino"
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    assert EncoderSettings(tiny_model, precision="int8").resolve().backend == "onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(EmbedclfError, match=r"--precision int8 needs an int8 backend; run: pip install "
+                                            r"'embedclf\[openvino\]'"):
+        EncoderSettings(tiny_model, precision="int8").resolve()
+    with pytest.raises(EmbedclfError, match="--precision int8 runs on the CPU"):
+        EncoderSettings(tiny_model, precision="int8", device="cuda")
+    with pytest.raises(EmbedclfError, match="the openvino backend runs on the CPU"):
+        EncoderSettings(tiny_model, backend="openvino", device="cuda")
+
+
+def test_missing_openvino_gives_the_install_hint(tiny_model, tmp_path, monkeypatch, capsys):
+    from embedclf.cli import main
+
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    data = tmp_path / "d.csv"
+    data.write_text("text\ngood movie\n")
+    monkeypatch.setattr(sys, "argv", ["embedclf", "encode", str(data), "--model", tiny_model, "--cache",
+                                      str(tmp_path / "cache"), "--backend", "openvino", "--precision", "fp32"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert error_lines == ["embedclf: error: openvino is not installed; run: pip install 'embedclf[openvino]'"]
+    assert ExportStore().entries() == [], "nothing is exported without openvino"
