@@ -1,4 +1,4 @@
-"""Experiment tracking with MLflow (``--track``): one run per command, a parent run with a child per sweep configuration.
+"""Experiment tracking with MLflow (``--track``): a run per command; a sweep is a parent run, a child per configuration.
 
 MLflow is an optional extra (``embedclf[track]``: mlflow-skinny, plus sqlalchemy and alembic for
 MLflow's default store, ``sqlite:///mlflow.db`` in the working directory, which mlflow-skinny alone
@@ -29,7 +29,7 @@ MAX_PARAM = 500  # characters of a param value kept (MLflow refuses longer ones 
 
 @dataclass(frozen=True)
 class TrackSettings:
-    """``--track`` and ``--experiment``: the experiment's name (None: MLflow's own default, or $MLFLOW_EXPERIMENT_NAME)."""
+    """``--track`` and ``--experiment``: the experiment (None: $MLFLOW_EXPERIMENT_NAME, else MLflow's Default)."""
 
     experiment: str | None = None
 
@@ -117,7 +117,8 @@ class Tracker:
         logged = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
         for key, values in (steps or {}).items():
             logged += [Metric(key, float(v), stamp, step) for step, v in enumerate(values, 1) if math.isfinite(v)]
-        self._log(run_id, logged, [Param(k, v) for k, v in params.items()], [RunTag(k, str(v)) for k, v in tags.items()])
+        self._log(run_id, logged, [Param(k, v) for k, v in params.items()],
+                  [RunTag(k, str(v)) for k, v in tags.items()])
         self._artifacts(run_id, artifacts)
         self.client.set_terminated(run_id, status)
         return run_id

@@ -32,7 +32,8 @@ def leaderboard_frame(records: list[dict], metric: str):
         score = -record["score"] if key in LOWER_IS_BETTER else record["score"]
         rows.append({"rank": rank, "configuration": record["key"], "head": config["head"],
                      "thresholds": config["thresholds"], "rules": config["rule_threshold"], metric: score,
-                     **{k: v for k, v in summary_metrics(record["metrics"]).items() if k != key}, "fit_seconds": record["fit_seconds"],
+                     **{k: v for k, v in summary_metrics(record["metrics"]).items() if k != key},
+                     "fit_seconds": record["fit_seconds"],
                      "predict_ms_per_1k": record["predict_ms_per_1k"], "n_rules": record["n_rules"],
                      "folds": record["folds"], "status": "ok", "error": ""})
     for record in records:
@@ -84,19 +85,20 @@ def plot_leaderboard(frame, metric: str, path: Path) -> None:
     """Horizontal bars of the metric for the best configurations, one colour per head, best on top."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from embedclf.io import atomic_write_bytes
 
     scored = frame[frame["status"] == "ok"].head(SHOWN) if len(frame) else frame
-    n = max(len(scored), 1)
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.28 * n))
+    fig = Figure(figsize=(10, 1.2 + 0.28 * max(len(scored), 1)), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     if len(scored):
         heads = list(dict.fromkeys(scored["head"]))
-        colours = {h: plt.cm.tab10(i % 10) for i, h in enumerate(heads)}
+        colours = {h: colormaps["tab10"](i % 10) for i, h in enumerate(heads)}
         positions = range(len(scored))[::-1]
         ax.barh(list(positions), scored[metric], color=[colours[h] for h in scored["head"]])
         ax.set_yticks(list(positions), [_short(c) for c in scored["configuration"]], fontsize=7)
@@ -104,7 +106,7 @@ def plot_leaderboard(frame, metric: str, path: Path) -> None:
         ax.set_xlim(max(0.0, low - (high - low) * 0.5 - 0.01), high + (high - low) * 0.05 + 0.01)
         for y, value in zip(positions, scored[metric]):
             ax.text(value, y, f" {value:.3f}", va="center", fontsize=6)
-        ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours[h]) for h in heads], labels=heads,
+        ax.legend(handles=[Rectangle((0, 0), 1, 1, color=colours[h]) for h in heads], labels=heads,
                   loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title="head", title_fontsize=7)
         ax.set_ylim(-0.6, len(scored) - 0.4)
     else:
@@ -112,10 +114,8 @@ def plot_leaderboard(frame, metric: str, path: Path) -> None:
     total = int((frame["status"] == "ok").sum()) if len(frame) else 0
     ax.set_title(f"Validation {metric} by configuration (best {len(scored)} of {total})", fontsize=10)
     ax.set_xlabel(f"validation {metric}")
-    fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
 
 

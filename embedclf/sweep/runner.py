@@ -48,7 +48,8 @@ class SweepSettings:
         metric_key(self.metric)
         FitSettings(valid_split=self.valid_split, threshold=self.threshold, seed=self.seed)  # its own checks
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs == 0 or self.jobs < -1:
-            raise EmbedclfError(f"--jobs must be a whole number of at least 1 (or -1 for every core), got {self.jobs!r}")
+            raise EmbedclfError(f"--jobs must be a whole number of at least 1 (or -1 for every core), "
+                                f"got {self.jobs!r}")
         if self.cv is not None and (isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv < 2):
             raise EmbedclfError(f"--cv must be a whole number of at least 2 folds, got {self.cv!r}")
 
@@ -103,6 +104,7 @@ def sweep_files(train_path, out, grid: Grid, encoder_settings, settings: SweepSe
     with sweep_tracking(tracking, train_path, valid) as tracker:
         if tracker is not None:
             tracker.start_sweep(grid, settings, signature, encoder.settings.to_record())
+            say(f"tracking as MLflow run {tracker.tracker.parent_id}, a child run per configuration")
         _run(todo, X, Y_all, folds, space, metric, grid, settings, folder, tracker)
         return _finish(folder, metric, settings, grid, train, space, encoder, data_options, out, tracker, say)
 
