@@ -29,7 +29,7 @@ def sweep(
     out: Annotated[Path, typer.Option(help="Sweep folder: results.jsonl, leaderboard.{csv,md,png}, best/ (a model "
                                            "folder).")],
     grid: Annotated[str, _sweep_option("A grid TOML file (see examples/grid.toml), or a built-in grid: default "
-                                       "(22 linear and kNN heads) or mlp (6 MLPs).")] = "default",
+                                       "(21 linear and kNN heads) or mlp (6 MLPs).")] = "default",
     metric: Annotated[MetricName, _sweep_option("What ranks the configurations (validation, averaged over "
                                                 "targets and folds).")] = "micro-f1",
     jobs: Annotated[int, _sweep_option("Configurations fitted at once (joblib processes; -1: every core).")] = 1,
