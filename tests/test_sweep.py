@@ -202,3 +202,41 @@ def test_multiclass_sweep_keeps_fixed_decisions(tiny_model, tmp_path):
     assert {r["configuration"]["thresholds"] for r in result["records"]} == {"fixed"}
     assert {r["configuration"]["rule_threshold"] for r in result["records"]} == {None}
     assert np.isclose(result["best"]["score"], result["best"]["metrics"]["priority"]["accuracy"])
+
+
+def test_metrics_are_checked_against_the_task_and_lower_is_better_ranks_right():
+    from embedclf.labels import LabelSpace, TargetSpace
+    from embedclf.sweep.leaderboard import leaderboard_frame, ranked
+    from embedclf.sweep.metrics import check_metric, metric_value
+
+    space = LabelSpace([TargetSpace("a", "multiclass", ["x", "y"]), TargetSpace("b", "multilabel", ["p", "q"])])
+    assert check_metric(space, "micro-f1") == "micro_f1" and check_metric(space, "exact-match") == "exact_match"
+    with pytest.raises(EmbedclfError, match="--metric accuracy is not defined for the multilabel target 'b'; use "
+                                            "one of: micro-f1, macro-f1, weighted-f1, macro-roc-auc, exact-match"):
+        check_metric(space, "accuracy")
+    report = {"targets": {"a": {"micro_f1": 0.5, "hamming_loss": None}, "b": {"micro_f1": 0.7, "hamming_loss": 0.2}},
+              "exact_match": 0.25}
+    assert metric_value(report, "micro_f1") == pytest.approx(0.6) and metric_value(report, "exact_match") == 0.25
+
+    def record(key, loss):
+        config = {"head": "knn", "params": {}, "features": "embedding", "thresholds": "fixed", "rule_threshold": None}
+        return {"key": key, "configuration": config, "status": "ok", "score": -loss, "fit_seconds": 1.0,
+                "predict_ms_per_1k": 1.0, "n_rules": 0, "folds": 1, "metrics": {"t": {"hamming_loss": loss}}}
+
+    records = [record("worse", 0.3), record("better", 0.1)]
+    assert [r["key"] for r in ranked(records)] == ["better", "worse"]
+    assert list(leaderboard_frame(records, "hamming-loss")["hamming-loss"]) == [0.1, 0.3]
+
+
+def test_sweep_settings_refuse_bad_values_in_one_line(tiny_model, tmp_path):
+    for fields, message in [(dict(jobs=0), "--jobs must be a whole number of at least 1"),
+                            (dict(cv=1), "--cv must be a whole number of at least 2 folds"),
+                            (dict(metric="f2"), "--metric 'f2' is not one of"),
+                            (dict(valid_split=1.5), "--valid-split must be between 0 and 1")]:
+        with pytest.raises(EmbedclfError, match=re.escape(message)):
+            SweepSettings(**fields)
+    tickets = ROOT / "examples" / "tickets.csv"
+    with pytest.raises(EmbedclfError, match="give either --valid or --cv, not both"):
+        sweep_files(tickets, tmp_path / "s", default_grid(), EncoderSettings(tiny_model), SweepSettings(cv=3),
+                    DataOptions(("subject",), ("priority",)), valid=tickets, cache=tmp_path / "cache")
+    assert not (tmp_path / "s").exists()
