@@ -240,3 +240,15 @@ def test_sweep_settings_refuse_bad_values_in_one_line(tiny_model, tmp_path):
         sweep_files(tickets, tmp_path / "s", default_grid(), EncoderSettings(tiny_model), SweepSettings(cv=3),
                     DataOptions(("subject",), ("priority",)), valid=tickets, cache=tmp_path / "cache")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_validation_file_is_the_one_fold_and_train_is_refitted_alone(tiny_model, tmp_path):
+    train, valid = goemotions_slice(tmp_path, "train", 150), goemotions_slice(tmp_path, "dev", 60)
+    grid = grid_from_dict({"heads": [{"head": "logreg", "C": [1.0]}], "threshold_modes": ["micro"]})
+    result = sweep_files(train, tmp_path / "sweep", grid, EncoderSettings(tiny_model, device="cpu"), SweepSettings(),
+                         GO, valid=valid, cache=tmp_path / "cache")
+    [record] = result["records"]
+    assert record["valid_rows"] == len(GO.load(valid, require_labels=True).texts) and record["folds"] == 1
+    manifest = json.loads((result["best_dir"] / "model.json").read_text())
+    assert manifest["info"]["train_rows"] == len(GO.load(train, require_labels=True).texts)
+    assert manifest["thresholds"] == record["thresholds"] and len(set(record["thresholds"])) == 1  # one, for micro

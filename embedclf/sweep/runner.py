@@ -74,11 +74,10 @@ def sweep_files(train_path, out, grid: Grid, encoder_settings, settings: SweepSe
     encoder = Encoder(encoder_settings, cache=cache)
     encoder.settings  # the model's files found and checked before any data is read
     train, valid_data = read_training_files(out, data_options, train_path, valid, say)
-    for line in train.absent_label_names_lines():
-        say(line)
     space = LabelSpace.from_dataset(train)
     metric = check_metric(space, settings.metric)
     Y = labelled_matrix(space, train, say)
+    folds = _folds(Y, settings) if valid_data is None else None  # a split that cannot be made fails before encoding
     signature = {"train": {"name": Path(train_path).name, "sha256": file_sha256(train_path)},
                  "valid": None if valid is None else {"name": Path(valid).name, "sha256": file_sha256(valid)},
                  "data_options": _plain(data_options), "encoder": encoder.settings.cache_key(),
@@ -91,7 +90,7 @@ def sweep_files(train_path, out, grid: Grid, encoder_settings, settings: SweepSe
         + (f"; {len(configurations) - len(todo)} already done, skipped" if settings.resume else "") + ")")
     X = encoder.encode(train.texts)
     say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
-    Y_all, folds = Y, _folds(Y, settings)
+    Y_all = Y
     if valid_data is not None:
         X_valid = encoder.encode(valid_data.texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
