@@ -43,8 +43,9 @@ def leaderboard_frame(records: list[dict], metric: str):
                          "thresholds": config["thresholds"], "rules": config["rule_threshold"],
                          "status": "failed", "error": record["error"]})
     frame = pd.DataFrame(rows)
-    if "rank" in frame:
-        frame["rank"] = frame["rank"].astype("Int64")
+    for column in ("rank", "n_rules", "folds"):  # counts, blank on failed rows
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 
