@@ -134,7 +134,8 @@ def render(result: dict) -> list[str]:
              "peak memory summed over it and its joblib workers; the best configuration refitted on train and "
              "evaluated on test. `python benchmarks/sweep.py`.", "",
              "| grid | configurations (heads) | failed | texts encoded | wall time | peak memory | best configuration "
-             "| validation micro-F1 | test micro-F1 | test macro-F1 |", "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "| validation micro-F1 | test micro-F1 | test macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for run in result["runs"]:
         best = run["best"].replace(" | features=embedding", "").replace("|", "\\|")
         lines.append(f"| {run['grid']} | {run['configurations']} ({run['heads']}) | {run['failed']} | "
