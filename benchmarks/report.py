@@ -249,6 +249,11 @@ def main() -> None:
         from benchmarks.finetune import render as render_finetune
 
         lines += render_finetune(finetune) + [""]
+    sweep = _load(results, f"sweep{suffix}.json")
+    if sweep is not None:
+        from benchmarks.sweep import render as render_sweep
+
+        lines += render_sweep(sweep)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -31,7 +31,7 @@ def step(title: str, command: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,finetune,encode,backends,ray,serve")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,finetune,encode,backends,ray,serve,sweep")
     parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
@@ -60,6 +60,10 @@ def main() -> None:
         step("local vs Ray engine", [python, str(BENCH / "ray_encode.py"), *quick])
     if "serve" not in skip:
         step("embedclf serve under load", [python, str(BENCH / "serve.py"), *quick])
+    if "sweep" not in skip:  # after accuracy.py, whose encoding of GoEmotions warms the cache
+        rows = ["--train-rows", "4000", "--grids", "default", "--out", str(BENCH / "results" / "sweep-quick.json")] \
+            if args.quick else []
+        step("sweep of the default and MLP grids", [python, str(BENCH / "sweep.py"), *rows])
     step("report", [python, str(BENCH / "report.py")] + (["--quick"] if args.quick else []))
 
 

@@ -173,10 +173,12 @@ def read_training_files(out, data_options: DataOptions, train_path, valid_path, 
 
 
 def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, data_options: DataOptions, *,
-              valid=None, cooccur=None, cache=None, say: Callable[[str], None] | None = None) -> TextClassifier:
+              valid=None, cooccur=None, cache=None, tracking=None,
+              say: Callable[[str], None] | None = None) -> TextClassifier:
     """``embedclf fit``: read TRAIN (and ``valid``), fit ``head`` through the cache, save the folder ``out``.
 
     Every setting was validated when it was built, so a mistake fails here before any model loads.
+    ``tracking`` (:class:`~embedclf.tracking.TrackSettings`) records the run with MLflow.
     """
     say = say or (lambda message: None)
     rules = None
@@ -198,4 +200,11 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
 
     say(f"saved {head_name(head)} model for {classifier.space.task} "
         f"({', '.join(map(str, classifier.space.sizes))} labels) to {out}")
+    if tracking is not None:
+        from dataclasses import asdict
+
+        from embedclf.track_runs import track_fit
+
+        run_id = track_fit(tracking, "fit", classifier, out, train_path, valid, asdict(settings))
+        say(f"tracked as MLflow run {run_id}")
     return classifier

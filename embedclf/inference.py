@@ -52,6 +52,12 @@ def predict_dataset(classifier: TextClassifier, dataset: Dataset):
 
 def evaluate_dataset(classifier: TextClassifier, dataset: Dataset, say: Callable[[str], None] | None = None) -> dict:
     """The evaluation report; with co-occurrence rules also the report before they were applied."""
+    return evaluate_arrays(classifier, dataset, say)[0]
+
+
+def evaluate_arrays(classifier: TextClassifier, dataset: Dataset, say: Callable[[str], None] | None = None):
+    """``(report, Y_true, scores, Y_pred)``: the report of :func:`evaluate_dataset` and what it scored
+    (the pictures of ``evaluate --plots`` are drawn from the same arrays)."""
     from embedclf.evaluate import evaluate
 
     Y_true, unseen = labelled_matrix_and_unseen(classifier.space, dataset, say)
@@ -64,7 +70,7 @@ def evaluate_dataset(classifier: TextClassifier, dataset: Dataset, say: Callable
         report["before_rules"] = evaluate(classifier.space, Y_true, before, scores)
         report["rules"] = {"labels_added": int(added.sum()), "rows_changed": int(added.any(axis=1).sum())}
     report["unseen_labels"] = {t: dict(c) for t, c in unseen.items()}
-    return report
+    return report, Y_true, scores, Y_pred
 
 
 def load_classifier(model_dir, *, encoder_overrides: dict | None = None, cache=None, cooccur=None) -> TextClassifier:
@@ -91,20 +97,35 @@ def data_options_for(classifier: TextClassifier, overrides: dict | None = None):
 
 
 def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encoder_overrides: dict | None = None,
-                  cache=None, cooccur=None, report_path=None, say: Callable[[str], None] | None = None):
+                  cache=None, cooccur=None, report_path=None, plots_dir=None, tracking=None,
+                  say: Callable[[str], None] | None = None):
     """``embedclf evaluate``: ``(classifier, report)`` of the model folder on labelled data at ``path``;
-    the report is also written as JSON to ``report_path`` when given."""
+    the report is also written as JSON to ``report_path`` when given, and pictures to ``plots_dir``."""
     import json
 
     from embedclf.io import atomic_write_text
 
     say = say or (lambda message: None)
+    if plots_dir is not None:
+        from embedclf.io import check_output_dir
+
+        check_output_dir(plots_dir)
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides, cache=cache, cooccur=cooccur)
     dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True).require_texts()
     say(dataset.summary())
-    report = evaluate_dataset(classifier, dataset, say=say)
+    report, Y_true, scores, Y_pred = evaluate_arrays(classifier, dataset, say=say)
     say(f"embeddings: {classifier.encoder.last_report.summary(classifier.encoder.max_length)}")
+    if plots_dir is not None:
+        from embedclf.plots import write_plots
+
+        written = write_plots(plots_dir, classifier, report, Y_true, scores, Y_pred)
+        say(f"wrote {len(written)} pictures to {plots_dir}")
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(report, indent=2))
         say(f"wrote report to {report_path}")
+    if tracking is not None:
+        from embedclf.track_runs import track_evaluate
+
+        run_id = track_evaluate(tracking, classifier, report, model_dir, path, report_path, plots_dir)
+        say(f"tracked as MLflow run {run_id}")
     return classifier, report

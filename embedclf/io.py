@@ -121,3 +121,23 @@ def check_output_dir(path: str | Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise EmbedclfError(f"{parent}: not writable; choose another --out")
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (of a directory: of its files' names and hashes, sorted):
+    what identifies a data file in a sweep or a tracked run."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{child.relative_to(path)}\0{file_sha256(child)}\n".encode())
+        return digest.hexdigest()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise EmbedclfError(f"{path}: cannot read ({exc.strerror})") from None
+    return digest.hexdigest()

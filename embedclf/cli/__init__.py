@@ -36,7 +36,7 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 def _register() -> None:
     from embedclf.cli import encode  # noqa: F401  (commands register themselves on ``app``)
-    from embedclf.cli import classify, cooccur, finetune, serve  # noqa: F401
+    from embedclf.cli import classify, cooccur, finetune, serve, sweep  # noqa: F401
 
 
 def main() -> None:

@@ -9,12 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, cache_option,
-                                  ChunkSize, Columns, data_options, Device, encoder_settings, Engine, GpusPerActor,
-                                  IdCol, KeepNaLabels, LabelCol, LabelNames, LabelSep, MaxBatchTokens, MaxLength,
-                                  Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
-                                  PrecisionOption, say, split_columns, Strict, Task, TextCol, Threshold, TuneFor,
-                                  TuneThresholds)
+from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, ChunkSize,
+                                  Columns, Device, Engine, Experiment, GpusPerActor, IdCol, KeepNaLabels, LabelCol,
+                                  LabelNames, LabelSep, MaxBatchTokens, MaxLength, Model, ModelBackend, ModelPrecision,
+                                  NoCache, Normalize, PoolingOption, PrecisionOption, Strict, Task, TextCol, Threshold,
+                                  Track, TuneFor, TuneThresholds, cache_option, data_options, encoder_settings, say,
+                                  split_columns, track_settings)
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
@@ -79,7 +79,7 @@ def fit(
         help="Co-occurrence rules (from embedclf cooccur) to store with the model and apply to its predictions.",
         rich_help_panel=DECIDE)] = None,
     threshold: Threshold = 0.5, tune_thresholds: TuneThresholds = False, tune_for: TuneFor = "macro",
-    at_least_one: AtLeastOne = False,
+    at_least_one: AtLeastOne = False, track: Track = False, experiment: Experiment = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
     keep_na_labels: KeepNaLabels = False,
@@ -92,6 +92,7 @@ def fit(
     from embedclf.fit import FitSettings, fit_files
     from embedclf.heads import head_params, make_head
 
+    tracking = track_settings(track, experiment)
     given = dict(C=c, class_weight=class_weight, n_neighbors=neighbors, hidden=tuple(hidden) if hidden else None,
                  dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, loss=loss,
                  gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble)
@@ -106,7 +107,7 @@ def fit(
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
                            keep_na_labels=keep_na_labels)
     fit_files(train, out, estimator, encoder, settings, options, valid=valid, cooccur=cooccur,
-              cache=cache_option(cache, no_cache), say=say)
+              cache=cache_option(cache, no_cache), tracking=tracking, say=say)
 
 
 @app.command()
@@ -142,6 +143,10 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON here.")] = None,
     cooccur: Annotated[Optional[Path], typer.Option(help="Co-occurrence rules to apply; shows before and after.")] = None,
     top: Annotated[int, typer.Option(min=1, help="Rows of the per-label table to print.")] = 30,
+    plots: Annotated[Optional[Path], typer.Option(
+        help="Write pictures here: F1 per label, confusion matrix, precision-recall curves, F1 against threshold "
+             "(tuned thresholds), label co-occurrence (rules).")] = None,
+    track: Track = False, experiment: Experiment = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None,
     model: Model = None, encode_batch_size: ModelBatch = None, device: Device = "auto", backend: ModelBackend = None,
@@ -151,6 +156,7 @@ def evaluate(
     from embedclf.evaluate import format_evaluation
     from embedclf.inference import evaluate_file
 
+    tracking = track_settings(track, experiment)
     overrides = dict(columns=split_columns(columns), text_cols=tuple(text_col or ()) or None,
                      label_cols=tuple(label_col or ()) or None, label_sep=label_sep,
                      label_names=tuple(str(p) for p in label_names or ()) or None)
@@ -158,5 +164,5 @@ def evaluate(
                                        encoder_overrides=dict(model=model, device=device, batch_size=encode_batch_size,
                                                               backend=backend, precision=precision),
                                        cache=cache_option(cache, no_cache), cooccur=cooccur, report_path=report,
-                                       say=say)
+                                       plots_dir=plots, tracking=tracking, say=say)
     typer.echo(format_evaluation(result, classifier.rules, top=top))

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (Cache, Columns, data_options, Device, KeepNaLabels, LabelCol, LabelNames,
-                                  LabelSep, Model, say, Strict, Task, TextCol, Threshold, TuneFor, TuneThresholds)
+from embedclf.cli.options import (Cache, Columns, Device, Experiment, KeepNaLabels, LabelCol, LabelNames, LabelSep,
+                                  Model, Strict, Task, TextCol, Threshold, Track, TuneFor, TuneThresholds, data_options,
+                                  say, track_settings)
 
 TRAINING = "Training options"
 
@@ -41,6 +42,7 @@ def finetune(
     max_steps: Annotated[Optional[int], _training("Stop after N steps in total (a quick look).")] = None,
     seed: Annotated[int, _training("Random seed.")] = 0,
     threshold: Threshold = 0.5, tune_thresholds: TuneThresholds = False, tune_for: TuneFor = "macro",
+    track: Track = False, experiment: Experiment = None,
     model: Model = None, device: Device = "auto", cache: Cache = None,
     columns: Columns = None, text_col: TextCol = None, label_col: LabelCol = None, label_sep: LabelSep = None,
     label_names: LabelNames = None, task: Task = None, strict: Strict = False,
@@ -51,6 +53,7 @@ def finetune(
     from embedclf.finetune import FineTuneSettings, finetune_files
     from embedclf.fit import FitSettings
 
+    tracking = track_settings(track, experiment)
     settings = FineTuneSettings(model=model or DEFAULT_MODEL, epochs=epochs, lr=lr, head_lr=head_lr,
                                 batch_size=batch_size, max_length=max_length, warmup=warmup,
                                 pos_weight=pos_weight.value if pos_weight else None, seed=seed, device=device,
@@ -59,4 +62,5 @@ def finetune(
                          tune_for=tune_for, seed=seed)
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
                            keep_na_labels=keep_na_labels)
-    finetune_files(train, out, settings, decide, options, valid=valid, resume=resume, cache=cache, say=say)
+    finetune_files(train, out, settings, decide, options, valid=valid, resume=resume, cache=cache, tracking=tracking,
+                   say=say)

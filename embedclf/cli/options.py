@@ -21,6 +21,7 @@ DATA = "Data options"
 ENCODER = "Encoder options"
 DECIDE = "Decision options"
 SCALE = "Scale-out options (Ray)"
+TRACK = "Tracking options (MLflow)"
 
 TaskKind = Enum("TaskKind", {kind: kind for kind in TASK_KINDS}, type=str)
 
@@ -109,6 +110,25 @@ TuneFor = Annotated[TuneObjective, typer.Option(
          "validation sets).", rich_help_panel=DECIDE)]
 AtLeastOne = Annotated[bool, typer.Option("--at-least-one", help="A row with no label above threshold takes "
                                           "its top label.", rich_help_panel=DECIDE)]
+Track = Annotated[bool, typer.Option(
+    "--track", help="Record this run with MLflow ($MLFLOW_TRACKING_URI, else MLflow's default store; needs "
+                    "embedclf[track]).", rich_help_panel=TRACK)]
+Experiment = Annotated[Optional[str], typer.Option(
+    help="MLflow experiment for --track. [default: $MLFLOW_EXPERIMENT_NAME, else MLflow's Default]",
+    rich_help_panel=TRACK)]
+
+
+def track_settings(track: bool, experiment: str | None):
+    """``--track``/``--experiment`` as :class:`TrackSettings` (None without --track), checked before any work."""
+    from embedclf.errors import EmbedclfError
+
+    if not track:
+        if experiment is not None:
+            raise EmbedclfError("--experiment needs --track")
+        return None
+    from embedclf.tracking import TrackSettings
+
+    return TrackSettings(experiment)
 
 
 def data_options(columns, text_col, label_col, label_sep, label_names, task, strict, *, id_col=None,

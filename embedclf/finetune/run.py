@@ -74,7 +74,8 @@ def _save_folder(tuner: FineTuner, out: Path, info: dict, data_options, threshol
 
 
 def finetune_files(train_path, out, settings: FineTuneSettings, fit_settings, data_options: DataOptions, *,
-                   valid=None, resume: bool = False, cache=None, say: Callable[[str], None] | None = None):
+                   valid=None, resume: bool = False, cache=None, tracking=None,
+                   say: Callable[[str], None] | None = None):
     """``embedclf finetune``: read TRAIN (and ``valid``), fine-tune, save the folder ``out``.
 
     ``fit_settings`` (:class:`~embedclf.fit.FitSettings`) says how to validate and decide, as for ``fit``;
@@ -92,4 +93,12 @@ def finetune_files(train_path, out, settings: FineTuneSettings, fit_settings, da
     details = classifier.info["finetune"]
     say(f"fine-tuned {details['steps']} steps in {details['seconds']:.0f}s; kept epoch {details['best_epoch']}; "
         f"saved to {out}")
+    if tracking is not None:
+        from dataclasses import asdict
+
+        from embedclf.track_runs import track_fit
+
+        run_id = track_fit(tracking, "finetune", classifier, out, train_path, valid,
+                           {"finetune": asdict(settings), "decide": asdict(fit_settings)})
+        say(f"tracked as MLflow run {run_id}")
     return classifier

@@ -1,0 +1,219 @@
+"""What a sweep tries: heads × their parameters × feature sets × threshold modes × rule thresholds.
+
+A :class:`Grid` is frozen and checked once, when it is made (from TOML with :func:`load_grid`, or
+one of the built-in grids): every head's every parameter combination goes through ``make_head``,
+so a bad value is one line naming the grid file, the head entry and the parameter, before any data
+is read. :meth:`Grid.configurations` expands it into :class:`Configuration` objects, each with a
+stable ``key`` by which ``--resume`` knows what is finished.
+
+Threshold modes and rule thresholds are decisions taken on a fitted head's validation scores, so a
+head is fitted once per fold and every decision is tried on its scores: they cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedclf.errors import EmbedclfError
+
+THRESHOLD_MODES = ("fixed", "micro", "macro")  # 0.5 (or --threshold); tuned for micro-F1; tuned per label
+FEATURE_SETS = ("embedding",)  # the seam for other feature sets (tf-idf, hybrid): a runner branch each
+BUILT_IN = ("default", "mlp")
+NONE_WORDS = ("none", "null")  # TOML has no null: these strings stand for "not set"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """One head with one value per parameter (``params`` sorted by name, so equal configs compare equal)."""
+
+    head: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    def build(self, **extra):
+        from embedclf.heads import make_head
+
+        return make_head(self.head, **dict(self.params), **extra)
+
+    def label(self) -> str:
+        shown = " ".join(f"{name}={_show(value)}" for name, value in self.params)
+        return f"{self.head} {shown}".strip()
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One row of the leaderboard: a head config, a feature set and how its scores become decisions."""
+
+    head: HeadConfig
+    features: str = "embedding"
+    thresholds: str = "fixed"
+    rule_threshold: float | None = None
+
+    @property
+    def fit_key(self) -> str:
+        """What is fitted: configurations sharing it share one fitted head per fold."""
+        return f"{self.head.label()} | features={self.features}"
+
+    @property
+    def key(self) -> str:
+        rules = "none" if self.rule_threshold is None else f"{self.rule_threshold:g}"
+        return f"{self.fit_key} | thresholds={self.thresholds} | rules={rules}"
+
+    def as_record(self) -> dict:
+        return {"head": self.head.head, "params": {k: _jsonable(v) for k, v in self.head.params},
+                "features": self.features, "thresholds": self.thresholds, "rule_threshold": self.rule_threshold}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Heads (each a :class:`HeadConfig`) and the decision axes tried on every one of them."""
+
+    heads: tuple[HeadConfig, ...]
+    threshold_modes: tuple[str, ...] = THRESHOLD_MODES
+    rule_thresholds: tuple[float | None, ...] = (None,)
+    rule_min_support: int = 5
+    features: tuple[str, ...] = ("embedding",)
+    source: str = field(default="the grid", compare=False)
+
+    def __post_init__(self):
+        where = self.source
+        if not self.heads:
+            raise EmbedclfError(f"{where}: no heads to try; add a [[heads]] table")
+        for name, values in (("threshold_modes", self.threshold_modes), ("features", self.features),
+                             ("rule_thresholds", self.rule_thresholds)):
+            if not values:
+                raise EmbedclfError(f"{where}: {name} is empty")
+            if len(set(values)) != len(values):
+                raise EmbedclfError(f"{where}: {name} lists a value twice: {list(values)!r}")
+        for mode in self.threshold_modes:
+            if mode not in THRESHOLD_MODES:
+                raise EmbedclfError(f"{where}: threshold mode {mode!r} is not one of: {', '.join(THRESHOLD_MODES)}")
+        for features in self.features:
+            if features not in FEATURE_SETS:
+                raise EmbedclfError(f"{where}: feature set {features!r} is not available; "
+                                    f"this version has: {', '.join(FEATURE_SETS)}")
+        from embedclf.postprocess.rule_inputs import RuleSettings
+
+        try:
+            for threshold in self.rule_thresholds:
+                RuleSettings(1.0 if threshold is None else threshold, self.rule_min_support)
+        except EmbedclfError as exc:
+            raise EmbedclfError(f"{where}: {exc}") from None
+        if len(set(self.heads)) != len(self.heads):
+            raise EmbedclfError(f"{where}: a head configuration is listed twice")
+        for config in self.heads:
+            try:
+                config.build()
+            except EmbedclfError as exc:
+                raise EmbedclfError(f"{where}: {config.label()}: {exc}") from None
+
+    def configurations(self, multilabel: bool = True) -> list[Configuration]:
+        """Every configuration; without a multi-label target thresholds and rules do not apply and collapse."""
+        modes = self.threshold_modes if multilabel else ("fixed",)
+        rules = self.rule_thresholds if multilabel else (None,)
+        return [Configuration(head, features, mode, rule)
+                for head, features, mode, rule in itertools.product(self.heads, self.features, modes, rules)]
+
+    def as_record(self) -> dict:
+        return {"heads": [{"head": h.head, **{k: _jsonable(v) for k, v in h.params}} for h in self.heads],
+                "threshold_modes": list(self.threshold_modes), "rule_thresholds": list(self.rule_thresholds),
+                "rule_min_support": self.rule_min_support, "features": list(self.features)}
+
+
+def expand_head(head: str, axes: dict[str, list]) -> list[HeadConfig]:
+    """Every combination of ``axes`` (parameter → values) for ``head``."""
+    names = sorted(axes)
+    return [HeadConfig(head, tuple(zip(names, values))) for values in itertools.product(*(axes[n] for n in names))]
+
+
+def default_grid() -> Grid:
+    """21 linear and kNN heads × three threshold modes × no rules / rules at 0.9: seconds a head on cached
+    vectors."""
+    heads = (expand_head("logreg", {"C": [0.1, 0.3, 1.0, 3.0, 10.0], "class_weight": [None, "balanced"]})
+             + expand_head("svm", {"C": [0.5]})  # 3 calibration fits per label: the slowest head here
+             + expand_head("knn", {"n_neighbors": [5, 10, 20, 40, 80], "weights": ["uniform", "distance"]}))
+    return Grid(tuple(heads), rule_thresholds=(None, 0.9), source="the default grid")
+
+
+def mlp_grid() -> Grid:
+    """6 MLPs: three shapes × two dropouts (early stopping on the validation data, as in ``fit``)."""
+    heads = expand_head("mlp", {"hidden": [(256,), (512,), (512, 256)], "dropout": [0.1, 0.3]})
+    return Grid(tuple(heads), rule_thresholds=(None, 0.9), source="the mlp grid")
+
+
+def load_grid(spec: str | Path) -> Grid:
+    """A built-in grid by name (``default``, ``mlp``) or a TOML file (see ``examples/grid.toml``)."""
+    if str(spec) in BUILT_IN:
+        return default_grid() if str(spec) == "default" else mlp_grid()
+    import tomllib
+
+    path = Path(spec)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmbedclfError(f"--grid {path}: no such file (or give a built-in grid: {', '.join(BUILT_IN)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EmbedclfError(f"--grid {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise EmbedclfError(f"--grid {path}: not valid TOML: {exc}") from None
+    return grid_from_dict(document, f"--grid {path}")
+
+
+def grid_from_dict(document: dict, source: str = "the grid") -> Grid:
+    known = {"heads", "threshold_modes", "rule_thresholds", "rule_min_support", "features"}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise EmbedclfError(f"{source}: unknown key {unknown[0]!r}; expected: {', '.join(sorted(known))}")
+    tables = document.get("heads")
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise EmbedclfError(f"{source}: expected [[heads]] tables, each with head = \"logreg\" and parameter lists")
+    heads = []
+    for i, table in enumerate(tables):
+        name = table.get("head")
+        if not isinstance(name, str):
+            raise EmbedclfError(f"{source}: heads[{i}] has no head = \"...\" (logreg, svm, knn, mlp, chain)")
+        axes = {key: [_value(v) for v in (values if isinstance(values, list) else [values])]
+                for key, values in table.items() if key != "head"}
+        if any(not values for values in axes.values()):
+            raise EmbedclfError(f"{source}: heads[{i}] ({name}): a parameter has an empty list of values")
+        heads += expand_head(name, axes)
+    rules = tuple(_value(v) for v in _list(document.get("rule_thresholds", ["none"]), "rule_thresholds", source))
+    try:
+        return Grid(tuple(heads), tuple(_list(document.get("threshold_modes", list(THRESHOLD_MODES)),
+                                              "threshold_modes", source)),
+                    rules, document.get("rule_min_support", 5),
+                    tuple(_list(document.get("features", ["embedding"]), "features", source)), source=source)
+    except TypeError as exc:  # a list holding a table, say: unhashable
+        raise EmbedclfError(f"{source}: {exc}") from None
+
+
+def _list(value, name: str, source: str) -> list:
+    if not isinstance(value, list):
+        raise EmbedclfError(f"{source}: {name} must be a list, got {value!r}")
+    return value
+
+
+def _value(value):
+    """A TOML value as a head parameter: "none" is None, a list (MLP hidden sizes) a tuple."""
+    if isinstance(value, str) and value.lower() in NONE_WORDS:
+        return None
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(map(str, value)) or "()"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def grid_digest(grid: Grid) -> str:
+    """A short fingerprint of what the grid holds (its configurations), for the sweep's record."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(grid.as_record(), sort_keys=True).encode()).hexdigest()[:12]
