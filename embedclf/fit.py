@@ -17,6 +17,7 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, check_feature_set, check_head_takes
 from embedclf.heads import check_fits_rows
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
@@ -27,8 +28,9 @@ from embedclf.postprocess.thresholds import OBJECTIVES
 class FitSettings:
     """How to validate and decide, shared by ``fit`` and ``finetune``; validated once, here.
 
-    ``valid_split`` holds out a stratified fraction of the training data (when no validation file is
-    given); ``threshold`` is the multi-label decision threshold, or the default the tuning starts
+    ``features`` is what the head sees (``embedding``, ``tfidf`` or ``hybrid``, see :mod:`embedclf.features`)
+    and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``. ``valid_split`` holds out a stratified
+    fraction of the training data (when no validation file is given); ``threshold`` is the multi-label decision threshold, or the default the tuning starts
     from; ``tune_thresholds`` tunes them on validation data for ``tune_for`` (macro: one per label,
     micro: one per target); ``at_least_one`` gives a row with no label its top label.
     """
@@ -39,9 +41,13 @@ class FitSettings:
     tune_for: str = "macro"
     at_least_one: bool = False
     seed: int = 0
+    features: str = "embedding"
+    tfidf_weight: float = DEFAULT_TFIDF_WEIGHT
 
     def __post_init__(self):
         object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
+        object.__setattr__(self, "features", getattr(self.features, "value", self.features))
+        check_feature_set(self.features, self.tfidf_weight)
         if self.valid_split is not None and not 0 < self.valid_split < 1:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
@@ -102,6 +108,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     (co-occurrence rules) are stored with the model and applied to every prediction.
     """
     settings = settings or FitSettings(**fields)
+    check_head_takes(settings.features, head)
     say = say or (lambda message: None)
     for line in train.absent_label_names_lines():
         say(line)
@@ -114,10 +121,11 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         check_rules_fit(rules, space, rules.source_)
     check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
-                                at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path})
+                                at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
+                                features=settings.features, tfidf_weight=settings.tfidf_weight)
     fit_params = {"head__layout": space.layout}
     X_valid = None
-    if valid_texts is not None:
+    if valid_texts is not None and settings.features == "embedding":  # TF-IDF is learnt from train first
         X_valid = classifier.embed(valid_texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
         if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
@@ -129,10 +137,13 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         raise EmbedclfError(f"cannot fit the {type(head).__name__}: {' '.join(str(exc).split())[:300]}") from None
     seconds = time.perf_counter() - start
     encoded = encoder.last_report
-    say(f"train embeddings: {encoded.summary(encoder.max_length)}")
-    fit_seconds = seconds - encoded.seconds
+    say(f"train embeddings: {classifier.encoding_line()}")
+    fit_seconds = seconds - (encoded.seconds if encoded is not None else 0.0)
     say(f"fitted {type(head).__name__} on {len(texts):,} x {head.n_features_in_} in {fit_seconds:.1f}s")
     classifier.info |= {"train_rows": len(texts), "fit_seconds": round(fit_seconds, 3)}
+    if valid_texts is not None and X_valid is None:
+        X_valid = classifier.embed(valid_texts)
+        say(f"validation embeddings: {classifier.encoding_line()}")
     if X_valid is not None:
         score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
                          settings.threshold, settings.tune_for)
@@ -179,6 +190,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
     Every setting was validated when it was built, so a mistake fails here before any model loads.
     """
     say = say or (lambda message: None)
+    check_head_takes(settings.features, head)
     rules = None
     if cooccur is not None:
         from embedclf.postprocess.rules import CooccurrenceRules

@@ -89,7 +89,7 @@ def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encode
     dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True).require_texts()
     say(dataset.summary())
     report = evaluate_dataset(classifier, dataset, say=say)
-    say(f"embeddings: {classifier.encoder.last_report.summary(classifier.encoder.max_length)}")
+    say(f"embeddings: {classifier.encoding_line()}")
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(report, indent=2))
         say(f"wrote report to {report_path}")

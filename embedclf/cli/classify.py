@@ -14,10 +14,12 @@ from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, 
                                   MaxLength, Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
                                   PrecisionOption, Strict, Task, TextCol, Threshold, TuneFor, TuneThresholds,
                                   cache_option, data_options, encoder_settings, say, split_columns)
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURE_SETS
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
 HeadName = Enum("HeadName", {name: name for name in HEAD_NAMES}, type=str)
+FeatureSet = Enum("FeatureSet", {name: name for name in FEATURE_SETS}, type=str)
 
 
 class Loss(str, Enum):
@@ -54,6 +56,11 @@ def fit(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, TSV, JSON lines, Parquet).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     head: Annotated[HeadName, _head_option("The classifier fitted on the embeddings.")] = "logreg",
+    features: Annotated[FeatureSet, _head_option(
+        "What the head sees: the sentence embedding, a word 1-2 gram TF-IDF fitted on TRAIN, or both side by side "
+        "(hybrid; tfidf and hybrid need logreg, svm or knn).")] = "embedding",
+    tfidf_weight: Annotated[float, _head_option("Weight of the TF-IDF block beside the unit-length embedding "
+                                                "(hybrid).")] = DEFAULT_TFIDF_WEIGHT,
     valid: Annotated[Optional[Path], typer.Option(help="Validation data, read with the same data options.")] = None,
     valid_split: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of TRAIN for validation (stratified over labels).")] = None,
@@ -93,7 +100,8 @@ def fit(
                  dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, loss=loss,
                  gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble)
     settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
-                           tune_for=tune_for, at_least_one=at_least_one, seed=seed)
+                           tune_for=tune_for, at_least_one=at_least_one, seed=seed, features=features,
+                           tfidf_weight=tfidf_weight)
     given = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
     if "random_state" in head_params(head.value):
         given["random_state"] = seed

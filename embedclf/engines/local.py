@@ -49,4 +49,5 @@ def predict(model_dir, path, out, *, data_overrides: dict, encoder_overrides: di
     return PredictResult.read_from(dataset, engine="local", source=str(path), settings=classifier.encoder.settings,
                                    encoding=classifier.encoder.last_report, out=str(Path(out)),
                                    added=int(added.sum()) if added is not None else None,
+                                   features_line=classifier.encoding_line() if classifier.features != "embedding" else "",
                                    seconds=time.perf_counter() - start)
