@@ -99,13 +99,14 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
 
 def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings | None = None, *,
                    data_options: DataOptions | None = None, valid: Dataset | None = None, rules=None,
-                   say: Callable[[str], None] | None = None, **fields) -> TextClassifier:
+                   say: Callable[[str], None] | None = None, long_text=None, **fields) -> TextClassifier:
     """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
 
     ``settings`` (or its fields as keywords: ``valid_split=0.1, tune_thresholds=True``) say how to
     validate and decide. Validation data (``valid``, or a stratified ``valid_split`` of train) drives
     MLP early stopping and threshold tuning, and its metrics are stored with the model. ``rules``
-    (co-occurrence rules) are stored with the model and applied to every prediction.
+    (co-occurrence rules) are stored with the model and applied to every prediction. ``long_text``
+    (:class:`~embedclf.encode.long_text.LongTextSettings`) chunks texts longer than the model's window.
     """
     settings = settings or FitSettings(**fields)
     check_head_takes(settings.features, head)
@@ -122,7 +123,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
-                                features=settings.features, tfidf_weight=settings.tfidf_weight)
+                                features=settings.features, tfidf_weight=settings.tfidf_weight,
+                                long_text=long_text)
     fit_params = {"head__layout": space.layout}
     X_valid = None
     if valid_texts is not None and settings.features == "embedding":  # TF-IDF is learnt from train first
@@ -184,7 +186,8 @@ def read_training_files(out, data_options: DataOptions, train_path, valid_path, 
 
 
 def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, data_options: DataOptions, *,
-              valid=None, cooccur=None, cache=None, say: Callable[[str], None] | None = None) -> TextClassifier:
+              valid=None, cooccur=None, cache=None, say: Callable[[str], None] | None = None,
+              long_text=None) -> TextClassifier:
     """``embedclf fit``: read TRAIN (and ``valid``), fit ``head`` through the cache, save the folder ``out``.
 
     Every setting was validated when it was built, so a mistake fails here before any model loads.
@@ -200,7 +203,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
     encoder.settings  # the model's files found and the settings checked against them, before any data is read
     train, valid_data = read_training_files(out, data_options, train_path, valid, say)
     classifier = fit_classifier(train, head, encoder, settings, data_options=data_options, valid=valid_data,
-                                rules=rules, say=say)
+                                rules=rules, say=say, long_text=long_text)
     for target, metrics in classifier.info.get("validation", {}).items():
         if isinstance(metrics, dict):
             shown = {k: metrics[k] for k in ("micro_f1", "macro_f1", "accuracy") if metrics.get(k) is not None}

@@ -12,6 +12,7 @@ import numpy as np
 
 from embedclf.data import DataOptions
 from embedclf.encode.encoder import Encoder
+from embedclf.encode.long_text import LongTextSettings
 from embedclf.encode.settings import EncoderSettings
 from embedclf.encode.text_encoder import TextEncoder
 from embedclf.labels import LabelSpace, block_decisions
@@ -34,12 +35,14 @@ class TextClassifier:
     def __init__(self, encoder: Encoder | TextEncoder, head, space: LabelSpace, *,
                  data_options: DataOptions | None = None, thresholds=None, at_least_one: bool = False, rules=None,
                  info: dict | None = None, features: str = "embedding", tfidf=None,
-                 tfidf_weight: float = DEFAULT_TFIDF_WEIGHT):
+                 tfidf_weight: float = DEFAULT_TFIDF_WEIGHT, long_text: LongTextSettings | None = None):
         from sklearn.pipeline import Pipeline
 
         if isinstance(encoder, Encoder):
+            long_text = long_text or LongTextSettings()
             step = TextEncoder.from_settings(encoder.requested, cache=encoder.cache or False,
-                                             progress=encoder.progress)
+                                             progress=encoder.progress, long_text=long_text.mode,
+                                             chunk_pooling=long_text.pooling)
             step.encoder_ = encoder
             encoder = step
         self.text_encoder = encoder  # also kept for tfidf, whose manifest still records the encoder
@@ -115,13 +118,18 @@ class TextClassifier:
                      "params": jsonable(self.head.get_params())},
             "thresholds": [round(float(t), 4) for t in self.thresholds],
             "at_least_one": self.at_least_one,
-            "encoder": self.encoder.settings.to_record(),
+            "encoder": self.encoder.settings.to_record() | self._long_text_record(),
             **({} if self.features == "embedding" else {"features": self.features_record()}),
             "data": asdict(self.data_options),
             "info": self.info,
             "versions": versions(),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    def _long_text_record(self) -> dict:
+        """``{"long_text": {...}}`` for a model whose long texts are chunked; nothing for truncation (as before)."""
+        settings = self.text_encoder.long_text_settings()
+        return {"long_text": settings.record()} if settings.mode != "truncate" else {}
 
     def features_record(self) -> dict:
         record = {"kind": self.features, "file": FEATURES_FILE, "terms": len(self.tfidf.vocabulary_)}
@@ -163,6 +171,7 @@ class TextClassifier:
             raise EmbedclfError(" ".join(f"{where}: field 'data': {exc}".splitlines())) from None
         try:
             EncoderSettings.from_record(record)  # the record alone, so that its own mistakes name the manifest
+            long_text = LongTextSettings.from_record(record.get("long_text"))
         except (EmbedclfError, TypeError, ValueError) as exc:
             raise EmbedclfError(" ".join(f"{where}: field 'encoder': {exc}".splitlines())) from None
         blobs = read_files(directory, manifest)
@@ -195,4 +204,4 @@ class TextClassifier:
         return cls(encoder, head, space, data_options=data_options, thresholds=manifest["thresholds"],
                    at_least_one=manifest.get("at_least_one", False), rules=rules, info=manifest.get("info", {}),
                    features=features["kind"], tfidf=tfidf,
-                   tfidf_weight=features.get("tfidf_weight", DEFAULT_TFIDF_WEIGHT))
+                   tfidf_weight=features.get("tfidf_weight", DEFAULT_TFIDF_WEIGHT), long_text=long_text)

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, ChunkSize,
+from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache,
+                                  ChunkPoolingOption, ChunkSize, LongTextOption, long_text_settings,
                                   Columns, Device, Engine, GpusPerActor, LabelCol, LabelNames, LabelSep, MaxBatchTokens,
                                   MaxLength, Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
                                   PrecisionOption, Strict, Task, TextCol, Threshold, TuneFor, TuneThresholds,
@@ -91,6 +92,7 @@ def fit(
     chunk_size: ChunkSize = 1024, max_length: MaxLength = None, pooling: PoolingOption = None,
     normalize: Normalize = True, device: Device = "auto", precision: PrecisionOption = "auto",
     backend: BackendOption = "torch", cache: Cache = None, no_cache: NoCache = False,
+    long_text: LongTextOption = "truncate", chunk_pooling: ChunkPoolingOption = "mean",
 ):
     """Fit a head on TRAIN's embeddings (encoded through the cache) and save it to --out."""
     from embedclf.fit import FitSettings, fit_files
@@ -110,7 +112,7 @@ def fit(
                                max_batch_tokens, chunk_size)
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict)
     fit_files(train, out, estimator, encoder, settings, options, valid=valid, cooccur=cooccur,
-              cache=cache_option(cache, no_cache), say=say)
+              cache=cache_option(cache, no_cache), say=say, long_text=long_text_settings(long_text, chunk_pooling))
 
 
 @app.command()

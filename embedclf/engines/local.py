@@ -16,14 +16,15 @@ from embedclf.engines.results import EncodeResult, PredictResult
 
 
 def encode(path, options: DataOptions, settings: EncoderSettings, *, cache=None, progress: bool | None = None,
-           check_fidelity: int | None = None) -> EncodeResult:
+           check_fidelity: int | None = None, long_text=None) -> EncodeResult:
     """Encode the texts of ``path`` through the cache; see :func:`embedclf.engines.encode_data`."""
     from embedclf.encode.encoder import Encoder
+    from embedclf.encode.long_text import LongTextEncoder, LongTextSettings
 
     start = time.perf_counter()
     encoder = Encoder(settings, cache=cache, progress=progress)
     dataset = read_inputs(path, options).require_texts()
-    matrix = encoder.encode(dataset.texts)
+    matrix = LongTextEncoder(encoder, long_text or LongTextSettings()).encode(dataset.texts)
     fidelity = None
     if check_fidelity:
         from embedclf.encode.fidelity import check_fidelity as fidelity_of
