@@ -30,9 +30,10 @@ class FitSettings:
 
     ``features`` is what the head sees (``embedding``, ``tfidf`` or ``hybrid``, see :mod:`embedclf.features`)
     and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``. ``valid_split`` holds out a stratified
-    fraction of the training data (when no validation file is given); ``threshold`` is the multi-label decision threshold, or the default the tuning starts
-    from; ``tune_thresholds`` tunes them on validation data for ``tune_for`` (macro: one per label,
-    micro: one per target); ``at_least_one`` gives a row with no label its top label.
+    fraction of the training data (when no validation file is given); ``threshold`` is the multi-label
+    decision threshold, or the default the tuning starts from; ``tune_thresholds`` tunes them on validation
+    data for ``tune_for`` (macro: one per label, micro: one per target); ``at_least_one`` gives a row with
+    no label its top label.
     """
 
     valid_split: float | None = None

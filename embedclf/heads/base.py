@@ -7,7 +7,8 @@ classes, or a 0/1 multi-label indicator matrix) or as embedclf's block matrix wi
 for 1-D input and a 0/1 matrix (of the dtype ``y`` had) otherwise.
 
 ``X`` is validated by scikit-learn (2-D, finite, real; dense unless the head ``accepts_sparse``, when a
-sparse matrix stays sparse as CSR) and used as float32, the precision embeddings come in. Rows whose ``sample_weight`` is 0 are dropped before fitting, as if absent.
+sparse matrix stays sparse as CSR) and used as float32, the precision embeddings come in. Rows whose
+``sample_weight`` is 0 are dropped before fitting, as if absent.
 """
 
 from __future__ import annotations
