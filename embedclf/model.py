@@ -26,10 +26,12 @@ __all__ = ["TextClassifier", "read_manifest"]
 
 
 class TextClassifier:
-    """Texts in, labels out: ``pipeline`` (a :class:`TextEncoder` and a fitted head), ``space`` and decisions.
+    """Texts in, labels out: ``pipeline`` (a features step and a fitted head), ``space`` and decisions.
 
     ``encoder`` may be a fitted :class:`TextEncoder` or an :class:`Encoder` (it becomes the pipeline's
-    encoding step, keeping its cache and its ``last_report``).
+    encoding step, keeping its cache and its ``last_report``). ``features`` (see :mod:`embedclf.features`)
+    makes the step the encoder itself, a TF-IDF vectoriser (``tfidf``, fitted or not) or both (``hybrid``);
+    ``long_text`` says how the encoder treats texts beyond its window.
     """
 
     def __init__(self, encoder: Encoder | TextEncoder, head, space: LabelSpace, *,
@@ -70,11 +72,12 @@ class TextClassifier:
 
     def encoding_line(self) -> str:
         """What the last call encoded, or what it did instead (a ``tfidf`` model encodes nothing)."""
-        report = self.encoder.last_report
-        encoded = report.summary(self.encoder.max_length) if report is not None else "none encoded"
+        if self.features == "tfidf":
+            return f"none needed (tfidf features with {len(self.tfidf.vocabulary_):,} TF-IDF terms)"
+        encoded = self.encoder.last_report.summary(self.encoder.max_length)
         if self.features == "embedding":
             return encoded
-        return f"{encoded}; {self.features} features with {len(self.tfidf.vocabulary_):,} TF-IDF terms"
+        return f"{encoded}; hybrid features with {len(self.tfidf.vocabulary_):,} TF-IDF terms"
 
     @property
     def head(self):
