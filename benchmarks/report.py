@@ -234,6 +234,11 @@ def main() -> None:
         lines += accuracy_section(accuracy)
         lines += ["## Plots", ""] + plot_score_vs_time(accuracy, figures) + plot_label_f1(accuracy, figures)
         lines += cooccurrence_section(accuracy, figures)
+    features = _load(results, f"features{suffix}.json")
+    if features is not None:
+        from benchmarks.features_report import render as render_features
+
+        lines += render_features(features, _load(results, f"finetune{suffix}.json"))
     ray = _load(results, f"ray{suffix}.json")
     if ray is not None:
         from benchmarks.ray_encode import render as render_ray

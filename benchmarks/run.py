@@ -31,7 +31,7 @@ def step(title: str, command: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,finetune,encode,backends,ray,serve,sweep")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,features,finetune,encode,backends,ray,serve,sweep")
     parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
@@ -48,6 +48,9 @@ def main() -> None:
         heads = ["--heads", "logreg,svm,knn,mlp (BCE),mlp (focal),chain", "--datasets", "goemotions,reuters,cfpb"] \
             if args.quick else []
         step("accuracy of every head", [python, str(BENCH / "accuracy.py"), *quick, *heads])
+    if "features" not in skip:
+        step("feature sets vs a tuned TF-IDF baseline", [python, str(BENCH / "features.py"), *quick,
+                                                          "--name", f"features{suffix}"])
     if "finetune" not in skip:
         step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick, "--budget-minutes",
                                     args.finetune_minutes])

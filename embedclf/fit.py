@@ -17,6 +17,7 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, check_feature_set, check_head_takes
 from embedclf.heads import check_fits_rows
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
@@ -27,10 +28,12 @@ from embedclf.postprocess.thresholds import OBJECTIVES
 class FitSettings:
     """How to validate and decide, shared by ``fit`` and ``finetune``; validated once, here.
 
-    ``valid_split`` holds out a stratified fraction of the training data (when no validation file is
-    given); ``threshold`` is the multi-label decision threshold, or the default the tuning starts
-    from; ``tune_thresholds`` tunes them on validation data for ``tune_for`` (macro: one per label,
-    micro: one per target); ``at_least_one`` gives a row with no label its top label.
+    ``features`` is what the head sees (``embedding``, ``tfidf`` or ``hybrid``, see :mod:`embedclf.features`)
+    and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``. ``valid_split`` holds out a stratified
+    fraction of the training data (when no validation file is given); ``threshold`` is the multi-label
+    decision threshold, or the default the tuning starts from; ``tune_thresholds`` tunes them on validation
+    data for ``tune_for`` (macro: one per label, micro: one per target); ``at_least_one`` gives a row with
+    no label its top label.
     """
 
     valid_split: float | None = None
@@ -39,9 +42,13 @@ class FitSettings:
     tune_for: str = "macro"
     at_least_one: bool = False
     seed: int = 0
+    features: str = "embedding"
+    tfidf_weight: float = DEFAULT_TFIDF_WEIGHT
 
     def __post_init__(self):
         object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
+        object.__setattr__(self, "features", getattr(self.features, "value", self.features))
+        check_feature_set(self.features, self.tfidf_weight)
         if self.valid_split is not None and not 0 < self.valid_split < 1:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
@@ -93,15 +100,17 @@ def training_splits(train: Dataset, valid: Dataset | None = None, valid_split: f
 
 def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings | None = None, *,
                    data_options: DataOptions | None = None, valid: Dataset | None = None, rules=None,
-                   say: Callable[[str], None] | None = None, **fields) -> TextClassifier:
+                   say: Callable[[str], None] | None = None, long_text=None, **fields) -> TextClassifier:
     """Fit ``head`` on ``train``'s embeddings and return a :class:`TextClassifier`.
 
     ``settings`` (or its fields as keywords: ``valid_split=0.1, tune_thresholds=True``) say how to
     validate and decide. Validation data (``valid``, or a stratified ``valid_split`` of train) drives
     MLP early stopping and threshold tuning, and its metrics are stored with the model. ``rules``
-    (co-occurrence rules) are stored with the model and applied to every prediction.
+    (co-occurrence rules) are stored with the model and applied to every prediction. ``long_text``
+    (:class:`~embedclf.encode.long_text.LongTextSettings`) chunks texts longer than the model's window.
     """
     settings = settings or FitSettings(**fields)
+    check_head_takes(settings.features, head)
     say = say or (lambda message: None)
     for line in train.absent_label_names_lines():
         say(line)
@@ -114,10 +123,12 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         check_rules_fit(rules, space, rules.source_)
     check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
-                                at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path})
+                                at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
+                                features=settings.features, tfidf_weight=settings.tfidf_weight,
+                                long_text=long_text)
     fit_params = {"head__layout": space.layout}
     X_valid = None
-    if valid_texts is not None:
+    if valid_texts is not None and settings.features == "embedding":  # TF-IDF is learnt from train first
         X_valid = classifier.embed(valid_texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
         if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
@@ -129,10 +140,13 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         raise EmbedclfError(f"cannot fit the {type(head).__name__}: {' '.join(str(exc).split())[:300]}") from None
     seconds = time.perf_counter() - start
     encoded = encoder.last_report
-    say(f"train embeddings: {encoded.summary(encoder.max_length)}")
-    fit_seconds = seconds - encoded.seconds
+    say(f"train embeddings: {classifier.encoding_line()}")
+    fit_seconds = seconds - (encoded.seconds if encoded is not None else 0.0)
     say(f"fitted {type(head).__name__} on {len(texts):,} x {head.n_features_in_} in {fit_seconds:.1f}s")
     classifier.info |= {"train_rows": len(texts), "fit_seconds": round(fit_seconds, 3)}
+    if valid_texts is not None and X_valid is None:
+        X_valid = classifier.embed(valid_texts)
+        say(f"validation embeddings: {classifier.encoding_line()}")
     if X_valid is not None:
         score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
                          settings.threshold, settings.tune_for)
@@ -174,13 +188,14 @@ def read_training_files(out, data_options: DataOptions, train_path, valid_path, 
 
 def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, data_options: DataOptions, *,
               valid=None, cooccur=None, cache=None, tracking=None,
-              say: Callable[[str], None] | None = None) -> TextClassifier:
+              say: Callable[[str], None] | None = None, long_text=None) -> TextClassifier:
     """``embedclf fit``: read TRAIN (and ``valid``), fit ``head`` through the cache, save the folder ``out``.
 
     Every setting was validated when it was built, so a mistake fails here before any model loads.
     ``tracking`` (:class:`~embedclf.tracking.TrackSettings`) records the run with MLflow.
     """
     say = say or (lambda message: None)
+    check_head_takes(settings.features, head)
     rules = None
     if cooccur is not None:
         from embedclf.postprocess.rules import CooccurrenceRules
@@ -190,7 +205,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
     encoder.settings  # the model's files found and the settings checked against them, before any data is read
     train, valid_data = read_training_files(out, data_options, train_path, valid, say)
     classifier = fit_classifier(train, head, encoder, settings, data_options=data_options, valid=valid_data,
-                                rules=rules, say=say)
+                                rules=rules, say=say, long_text=long_text)
     for target, metrics in classifier.info.get("validation", {}).items():
         if isinstance(metrics, dict):
             shown = {k: metrics[k] for k in ("micro_f1", "macro_f1", "accuracy") if metrics.get(k) is not None}

@@ -114,7 +114,7 @@ def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encode
     dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True).require_texts()
     say(dataset.summary())
     report, Y_true, scores, Y_pred = evaluate_arrays(classifier, dataset, say=say)
-    say(f"embeddings: {classifier.encoder.last_report.summary(classifier.encoder.max_length)}")
+    say(f"embeddings: {classifier.encoding_line()}")
     if plots_dir is not None:
         from embedclf.plots import write_plots
 

@@ -158,6 +158,28 @@ def check_manifest(path, manifest: dict) -> None:
             raise field_error(path, "files", f"holds no sha256 for {name} ({shown.repr(digest)})")
     if HEAD_FILE not in files:
         raise field_error(path, "files", f"lists no {HEAD_FILE}")
+    if "features" in manifest:
+        _check_features(path, manifest["features"], files)
+
+
+def _check_features(path, features, files: dict) -> None:
+    """``features``: absent in folders before feature sets (they are ``embedding``); else its kind, and
+    for ``tfidf``/``hybrid`` the vectoriser's file, listed with its checksum, and the TF-IDF weight."""
+    from embedclf.features import FEATURE_SETS, FEATURES_FILE
+
+    _expect(path, "features", features, dict, "an object")
+    if features.get("kind") not in FEATURE_SETS:
+        raise field_error(path, "features.kind", f"is {shown.repr(features.get('kind'))}, not one of: "
+                                                  f"{', '.join(FEATURE_SETS)}")
+    if features["kind"] == "embedding":
+        return
+    if features.get("file") != FEATURES_FILE or FEATURES_FILE not in files:
+        raise field_error(path, "features.file", f"must be {FEATURES_FILE}, listed in 'files' "
+                                                  f"(got {shown.repr(features.get('file'))})")
+    weight = features.get("tfidf_weight", 1.0)
+    if not _is_number(weight) or not math.isfinite(weight) or not 0 < weight <= 100:
+        raise field_error(path, "features.tfidf_weight", f"must be a number above 0 and at most 100, got "
+                                                          f"{shown.repr(weight)}")
 
 
 def plain_name(name) -> bool:

@@ -1,4 +1,4 @@
-"""A fitted text classifier: a scikit-learn ``Pipeline`` (TextEncoder → head) plus its label space and
+"""A fitted text classifier: a scikit-learn ``Pipeline`` (features → head) plus its label space and
 how to decide (thresholds, at-least-one, co-occurrence rules). Saved as a model folder (``model_folder``).
 """
 
@@ -12,34 +12,46 @@ import numpy as np
 
 from embedclf.data import DataOptions
 from embedclf.encode.encoder import Encoder
+from embedclf.encode.long_text import LongTextSettings
 from embedclf.encode.settings import EncoderSettings
 from embedclf.encode.text_encoder import TextEncoder
 from embedclf.labels import LabelSpace, block_decisions
 from embedclf.errors import EmbedclfError
-from embedclf.model_folder import (FORMAT, HEAD_FILE, MANIFEST, RULES_FILE, bundled_encoder, check_head, jsonable,
-                                   load_head, read_files, read_manifest, versions, write_folder)
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURES_FILE, feature_step
+from embedclf.features.tfidf import load_tfidf
+from embedclf.model_folder import (FORMAT, HEAD_FILE, MANIFEST, RULES_FILE, bundled_encoder, check_feature_width,
+                                   check_head, jsonable, load_head, read_files, read_manifest, versions, write_folder)
 
 __all__ = ["TextClassifier", "read_manifest"]
 
 
 class TextClassifier:
-    """Texts in, labels out: ``pipeline`` (a :class:`TextEncoder` and a fitted head), ``space`` and decisions.
+    """Texts in, labels out: ``pipeline`` (a features step and a fitted head), ``space`` and decisions.
 
     ``encoder`` may be a fitted :class:`TextEncoder` or an :class:`Encoder` (it becomes the pipeline's
-    encoding step, keeping its cache and its ``last_report``).
+    encoding step, keeping its cache and its ``last_report``). ``features`` (see :mod:`embedclf.features`)
+    makes the step the encoder itself, a TF-IDF vectoriser (``tfidf``, fitted or not) or both (``hybrid``);
+    ``long_text`` says how the encoder treats texts beyond its window.
     """
 
     def __init__(self, encoder: Encoder | TextEncoder, head, space: LabelSpace, *,
                  data_options: DataOptions | None = None, thresholds=None, at_least_one: bool = False, rules=None,
-                 info: dict | None = None):
+                 info: dict | None = None, features: str = "embedding", tfidf=None,
+                 tfidf_weight: float = DEFAULT_TFIDF_WEIGHT, long_text: LongTextSettings | None = None):
         from sklearn.pipeline import Pipeline
 
         if isinstance(encoder, Encoder):
+            long_text = long_text or LongTextSettings()
             step = TextEncoder.from_settings(encoder.requested, cache=encoder.cache or False,
-                                             progress=encoder.progress)
+                                             progress=encoder.progress, long_text=long_text.mode,
+                                             chunk_pooling=long_text.pooling)
             step.encoder_ = encoder
             encoder = step
-        self.pipeline = Pipeline([("encode", encoder), ("head", head)])
+        self.text_encoder = encoder  # also kept for tfidf, whose manifest still records the encoder
+        self.features = features
+        self.tfidf_weight = tfidf_weight
+        self.pipeline = Pipeline([("encode", feature_step(features, encoder, tfidf=tfidf, tfidf_weight=tfidf_weight)),
+                                  ("head", head)])
         self.space = space
         self.data_options = data_options or DataOptions()
         self.thresholds = np.broadcast_to(np.asarray(0.5 if thresholds is None else thresholds, dtype=float),
@@ -50,18 +62,34 @@ class TextClassifier:
 
     @property
     def encoder(self) -> Encoder:
-        return self.pipeline.named_steps["encode"].encoder_
+        return self.text_encoder.encoder_
+
+    @property
+    def tfidf(self):
+        """The TF-IDF vectoriser of a ``tfidf`` or ``hybrid`` model, else None."""
+        step = self.pipeline.named_steps["encode"]
+        return None if self.features == "embedding" else step if self.features == "tfidf" else step.tfidf
+
+    def encoding_line(self) -> str:
+        """What the last call encoded, or what it did instead (a ``tfidf`` model encodes nothing)."""
+        if self.features == "tfidf":
+            return f"none needed (tfidf features with {len(self.tfidf.vocabulary_):,} TF-IDF terms)"
+        encoded = self.encoder.last_report.summary(self.encoder.max_length)
+        if self.features == "embedding":
+            return encoded
+        return f"{encoded}; hybrid features with {len(self.tfidf.vocabulary_):,} TF-IDF terms"
 
     @property
     def head(self):
         return self.pipeline.named_steps["head"]
 
     # -- inference -------------------------------------------------------------------------------
-    def embed(self, texts) -> np.ndarray:
+    def embed(self, texts):
+        """The head's input for ``texts``: embeddings, or a sparse matrix for ``tfidf`` and ``hybrid``."""
         return self.pipeline.named_steps["encode"].transform(list(texts))
 
-    def scores(self, X: np.ndarray) -> np.ndarray:
-        """Per label-column probabilities (or scores) for embeddings ``X``."""
+    def scores(self, X) -> np.ndarray:
+        """Per label-column probabilities (or scores) for features ``X`` (see :meth:`embed`)."""
         return np.asarray(self.head.predict_proba(X), dtype=np.float32)
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -99,12 +127,22 @@ class TextClassifier:
                      "params": jsonable(self.head.get_params())},
             "thresholds": [round(float(t), 4) for t in self.thresholds],
             "at_least_one": self.at_least_one,
-            "encoder": self.encoder.settings.to_record(),
+            "encoder": self.encoder.settings.to_record() | self._long_text_record(),
+            **({} if self.features == "embedding" else {"features": self.features_record()}),
             "data": asdict(self.data_options),
             "info": self.info,
             "versions": versions(),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    def _long_text_record(self) -> dict:
+        """``{"long_text": {...}}`` for a model whose long texts are chunked; nothing for truncation (as before)."""
+        settings = self.text_encoder.long_text_settings()
+        return {"long_text": settings.record()} if settings.mode != "truncate" else {}
+
+    def features_record(self) -> dict:
+        record = {"kind": self.features, "file": FEATURES_FILE, "terms": len(self.tfidf.vocabulary_)}
+        return record | ({"tfidf_weight": self.tfidf_weight} if self.features == "hybrid" else {})
 
     def save(self, directory: str | Path, bundle: dict[str, Path] | None = None) -> Path:
         """Write the model folder (see :mod:`embedclf.model_folder`); ``bundle={"encoder": path}`` copies a
@@ -112,6 +150,8 @@ class TextClassifier:
         import skops.io as sio
 
         files = {HEAD_FILE: sio.dumps(self.head)}
+        if self.tfidf is not None:
+            files[FEATURES_FILE] = sio.dumps(self.tfidf)
         if self.rules is not None:
             files[RULES_FILE] = self.rules.to_json().encode()
         return write_folder(directory, self.manifest(), files, bundle)
@@ -140,11 +180,17 @@ class TextClassifier:
             raise EmbedclfError(" ".join(f"{where}: field 'data': {exc}".splitlines())) from None
         try:
             EncoderSettings.from_record(record)  # the record alone, so that its own mistakes name the manifest
+            long_text = LongTextSettings.from_record(record.get("long_text"))
         except (EmbedclfError, TypeError, ValueError) as exc:
             raise EmbedclfError(" ".join(f"{where}: field 'encoder': {exc}".splitlines())) from None
         blobs = read_files(directory, manifest)
         head = load_head(directory, blobs[HEAD_FILE])
         check_head(directory, head, space.layout)
+        features = manifest.get("features", {"kind": "embedding"})  # folders before feature sets: embeddings
+        tfidf = None
+        if features["kind"] != "embedding":
+            tfidf = load_tfidf(Path(directory) / FEATURES_FILE, blobs[FEATURES_FILE])
+            check_feature_width(directory, head, features["kind"], len(tfidf.vocabulary_))
         rules = None
         if RULES_FILE in blobs:
             from embedclf.postprocess.model_rules import check_rules_fit
@@ -165,4 +211,6 @@ class TextClassifier:
         encoder = Encoder(settings, cache=cache)  # the model's files are read from here on
         encoder.settings.check_matches(record, str(directory))
         return cls(encoder, head, space, data_options=data_options, thresholds=manifest["thresholds"],
-                   at_least_one=manifest.get("at_least_one", False), rules=rules, info=manifest.get("info", {}))
+                   at_least_one=manifest.get("at_least_one", False), rules=rules, info=manifest.get("info", {}),
+                   features=features["kind"], tfidf=tfidf,
+                   tfidf_weight=features.get("tfidf_weight", DEFAULT_TFIDF_WEIGHT), long_text=long_text)

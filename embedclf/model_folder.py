@@ -3,8 +3,9 @@
 ``MODEL_DIR/model.json`` is a readable manifest (task, labels, head and parameters, thresholds, the
 encoder's settings record, data options, validation metrics, versions, a sha256 per file);
 ``head.skops`` holds the fitted head in skops' format, which refuses to load any type it was not told
-to trust, so a folder from a stranger cannot run code; optional ``rules.json`` holds co-occurrence
-rules; a fine-tuned model also bundles its transformer. Nothing here knows how to predict.
+to trust, so a folder from a stranger cannot run code; ``features.skops`` the TF-IDF vectoriser of a
+``tfidf`` or ``hybrid`` model (plain scikit-learn, loaded the same way); optional ``rules.json`` holds
+co-occurrence rules; a fine-tuned model also bundles its transformer. Nothing here knows how to predict.
 
 A folder is data from a stranger until it is checked: ``model.json`` is read and checked field by field in
 :mod:`embedclf.manifest`; here every other file is checked against its sha256, file names and the bundled
@@ -27,11 +28,13 @@ from embedclf.manifest import (FORMAT, HEAD_FILE, MANIFEST, MANIFEST_CHECKSUM, R
 
 TRUSTED_PREFIXES = ("embedclf.heads.",)
 # scikit-learn internals that skops does not trust by default but our heads hold (plain data, no code)
-TRUSTED_TYPES = {"sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"}
+TRUSTED_TYPES = {"sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",
+                 "scipy.sparse._csr.csr_matrix"}  # a knn head's training rows on tfidf/hybrid features
 
 
 # what model.py and the tests take from here, though it lives in manifest.py
-__all__ = ["FORMAT", "HEAD_FILE", "MANIFEST", "MANIFEST_CHECKSUM", "RULES_FILE", "bundled_encoder", "check_head",
+__all__ = ["FORMAT", "HEAD_FILE", "MANIFEST", "MANIFEST_CHECKSUM", "RULES_FILE", "bundled_encoder",
+           "check_feature_width", "check_head",
            "check_manifest", "jsonable", "load_head", "manifest_digest", "read_files", "read_manifest", "sha256",
            "versions", "write_folder"]
 
@@ -115,6 +118,14 @@ def check_head(directory: str | Path, head, layout) -> None:
     features = getattr(head, "n_features_in_", None)
     if features is not None and (not isinstance(features, int) or isinstance(features, bool) or features < 1):
         raise refuse(Path(directory) / HEAD_FILE, f"holds a head with n_features_in_ {shown.repr(features)}")
+
+
+def check_feature_width(directory: str | Path, head, features: str, terms: int) -> None:
+    """The head was fitted on as many columns as the vectoriser gives (hybrid: more, the embedding too)."""
+    width = getattr(head, "n_features_in_", None)
+    if width is not None and (width != terms if features == "tfidf" else width <= terms):
+        raise refuse(Path(directory) / HEAD_FILE, f"was fitted on {width} columns, which the {features} features "
+                                                   f"of {terms} TF-IDF terms do not give")
 
 
 def load_head(directory: str | Path, data: bytes):

@@ -12,15 +12,14 @@ HEADS = [LogRegHead(), SVMHead(), KNNHead(n_neighbors=3), MLPHead(hidden=(8,), e
          ChainHead(ensemble=1)]
 
 REPEATS = "check_sample_weight_equivalence_on_dense_data"
+SPARSE_REPEATS = "check_sample_weight_equivalence_on_sparse_data"  # logreg, svm and knn take sparse (TF-IDF) input
+FLOAT32 = ("X is used as float32 (the embeddings' precision), so lbfgs optimises in float32: weighted and "
+           "repeated fits agree to ~3e-6, not rtol 1e-7 (in float64 they agree to 1e-14)")
+PLATT = ("Platt scaling is fitted on internal stratified folds, and a repeated row lands in other folds than "
+         "the one weighted row (the check's group-CV setup only applies to a `cv` parameter)")
 EXPECTED_FAILED = {
-    "LogRegHead": {
-        REPEATS: "X is used as float32 (the embeddings' precision), so lbfgs optimises in float32: weighted and "
-                 "repeated fits agree to ~3e-6, not rtol 1e-7 (in float64 they agree to 1e-14)",
-    },
-    "SVMHead": {
-        REPEATS: "Platt scaling is fitted on internal stratified folds, and a repeated row lands in other folds than "
-                 "the one weighted row (the check's group-CV setup only applies to a `cv` parameter)",
-    },
+    "LogRegHead": {REPEATS: FLOAT32, SPARSE_REPEATS: FLOAT32},
+    "SVMHead": {REPEATS: PLATT, SPARSE_REPEATS: PLATT},
     "KNNHead": {
         "check_classifiers_multilabel_output_format_predict_proba":
             "kNN probabilities are neighbour vote shares: exactly 0 or 1 where all neighbours agree, and the check "

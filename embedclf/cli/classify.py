@@ -9,16 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache, ChunkSize,
-                                  Columns, Device, Engine, Experiment, GpusPerActor, IdCol, KeepNaLabels, LabelCol,
-                                  LabelNames, LabelSep, MaxBatchTokens, MaxLength, Model, ModelBackend, ModelPrecision,
-                                  NoCache, Normalize, PoolingOption, PrecisionOption, Strict, Task, TextCol, Threshold,
-                                  Track, TuneFor, TuneThresholds, cache_option, data_options, encoder_settings, say,
-                                  split_columns, track_settings)
+from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, BackendOption, Cache,
+                                  ChunkPoolingOption, ChunkSize, Columns, Device, Engine, Experiment, GpusPerActor, IdCol,
+                                  KeepNaLabels, LabelCol, LabelNames, LabelSep, LongTextOption, MaxBatchTokens,
+                                  MaxLength, Model, ModelBackend, ModelPrecision, NoCache, Normalize, PoolingOption,
+                                  PrecisionOption, Strict, Task, TextCol, Threshold, Track, TuneFor, TuneThresholds,
+                                  cache_option, data_options, encoder_settings, long_text_settings, say, split_columns,
+                                  track_settings)
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURE_SETS
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
 HeadName = Enum("HeadName", {name: name for name in HEAD_NAMES}, type=str)
+FeatureSet = Enum("FeatureSet", {name: name for name in FEATURE_SETS}, type=str)
 
 
 class Loss(str, Enum):
@@ -56,6 +59,11 @@ def fit(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, TSV, JSON lines, Parquet).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     head: Annotated[HeadName, _head_option("The classifier fitted on the embeddings.")] = "logreg",
+    features: Annotated[FeatureSet, _head_option(
+        "What the head sees: the sentence embedding, a word 1-2 gram TF-IDF fitted on TRAIN, or both side by side "
+        "(hybrid; tfidf and hybrid need logreg, svm or knn).")] = "embedding",
+    tfidf_weight: Annotated[float, _head_option("Weight of the TF-IDF block beside the unit-length embedding "
+                                                "(hybrid).")] = DEFAULT_TFIDF_WEIGHT,
     valid: Annotated[Optional[Path], typer.Option(help="Validation data, read with the same data options.")] = None,
     valid_split: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of TRAIN for validation (stratified over labels).")] = None,
@@ -87,6 +95,7 @@ def fit(
     chunk_size: ChunkSize = 1024, max_length: MaxLength = None, pooling: PoolingOption = None,
     normalize: Normalize = True, device: Device = "auto", precision: PrecisionOption = "auto",
     backend: BackendOption = "torch", cache: Cache = None, no_cache: NoCache = False,
+    long_text: LongTextOption = "truncate", chunk_pooling: ChunkPoolingOption = "mean",
 ):
     """Fit a head on TRAIN's embeddings (encoded through the cache) and save it to --out."""
     from embedclf.fit import FitSettings, fit_files
@@ -97,7 +106,8 @@ def fit(
                  dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, loss=loss,
                  gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble)
     settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
-                           tune_for=tune_for, at_least_one=at_least_one, seed=seed)
+                           tune_for=tune_for, at_least_one=at_least_one, seed=seed, features=features,
+                           tfidf_weight=tfidf_weight)
     given = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
     if "random_state" in head_params(head.value):
         given["random_state"] = seed
@@ -107,7 +117,8 @@ def fit(
     options = data_options(columns, text_col, label_col, label_sep, label_names, task, strict,
                            keep_na_labels=keep_na_labels)
     fit_files(train, out, estimator, encoder, settings, options, valid=valid, cooccur=cooccur,
-              cache=cache_option(cache, no_cache), tracking=tracking, say=say)
+              cache=cache_option(cache, no_cache), tracking=tracking, say=say,
+              long_text=long_text_settings(long_text, chunk_pooling))
 
 
 @app.command()

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from embedclf.cli import app
-from embedclf.cli.options import (SCALE, Actors, Address, BackendOption, BatchSize, Cache, cache_option, ChunkSize,
-                                  Columns, data_options, Device, encoder_settings, Engine, GpusPerActor, IdCol,
-                                  KeepNaLabels, LabelCol, LabelNames, LabelSep, MaxBatchTokens, MaxLength, Model,
-                                  NoCache, Normalize, PoolingOption, PrecisionOption, say, Strict, Task, TextCol)
+from embedclf.cli.options import (SCALE, Actors, Address, BackendOption, BatchSize, Cache, ChunkPoolingOption,
+                                  ChunkSize, Columns, Device, Engine, GpusPerActor, IdCol, KeepNaLabels, LabelCol,
+                                  LabelNames, LabelSep, LongTextOption, MaxBatchTokens, MaxLength, Model, NoCache,
+                                  Normalize, PoolingOption, PrecisionOption, Strict, Task, TextCol, cache_option,
+                                  data_options, encoder_settings, long_text_settings, say)
 
 
 @app.command()
@@ -31,6 +32,7 @@ def encode(
     chunk_size: ChunkSize = 1024, max_length: MaxLength = None, pooling: PoolingOption = None,
     normalize: Normalize = True, device: Device = "auto", precision: PrecisionOption = "auto",
     backend: BackendOption = "torch", cache: Cache = None, no_cache: NoCache = False,
+    long_text: LongTextOption = "truncate", chunk_pooling: ChunkPoolingOption = "mean",
     engine: Engine = "local", address: Address = None, actors: Actors = 2, gpus_per_actor: GpusPerActor = 0,
     out_dir: Annotated[Optional[Path], typer.Option(
         help="With --engine ray: where the actors write Parquet shards (row, key, tokens, vector); on several "
@@ -48,7 +50,8 @@ def encode(
                            keep_na_labels=keep_na_labels, id_col=id_col)
     engine_settings = EngineSettings(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor)
     result = encode_data(data, options, settings, engine_settings, cache=cache_option(cache, no_cache),
-                         out_dir=out_dir, check_fidelity=check_fidelity)
+                         out_dir=out_dir, check_fidelity=check_fidelity,
+                         long_text=long_text_settings(long_text, chunk_pooling))
     for line in result.lines(data):
         say(line)
     if out is not None:

@@ -85,6 +85,21 @@ ModelBackend = Annotated[Optional[Backend], typer.Option(
 ModelPrecision = Annotated[Optional[Precision], typer.Option(
     "--precision", help="Encoding precision (see fit --help). [default: the one the model was fitted with]",
     rich_help_panel=ENCODER)]
+class LongText(str, Enum):
+    truncate = "truncate"
+    chunk = "chunk"
+
+
+class ChunkPooling(str, Enum):
+    mean = "mean"
+    max = "max"
+
+
+LongTextOption = Annotated[LongText, typer.Option(
+    "--long-text", help="Texts longer than the model's window: truncate them, or chunk them into overlapping "
+                        "windows whose vectors are pooled.", rich_help_panel=ENCODER)]
+ChunkPoolingOption = Annotated[ChunkPooling, typer.Option(
+    "--chunk-pooling", help="How --long-text chunk pools a text's windows.", rich_help_panel=ENCODER)]
 Cache = Annotated[Optional[Path], typer.Option(
     help="Embedding cache directory. [default: $EMBEDCLF_CACHE or ./cache]", rich_help_panel=ENCODER)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Encode without reading or writing the cache.",
@@ -165,3 +180,9 @@ def cache_option(cache: Path | None, no_cache: bool):
 def say(message: str) -> None:
     """A line of the human summary: always on stderr, so stdout stays machine-readable."""
     typer.echo(message, err=True)
+
+
+def long_text_settings(long_text, chunk_pooling):
+    from embedclf.encode.long_text import LongTextSettings
+
+    return LongTextSettings(long_text, chunk_pooling)

@@ -7,7 +7,8 @@
 Every :class:`TextEncoder` encodes through the on-disk cache, so the clones a ``GridSearchCV`` or
 ``cross_val_score`` makes share what any of them encoded: a search encodes each distinct text once,
 and a second search encodes nothing and never loads the model. Its parameters are the fields of
-:class:`~embedclf.encode.settings.EncoderSettings` plus ``cache`` and ``progress``.
+:class:`~embedclf.encode.settings.EncoderSettings` plus ``cache``, ``progress``, and ``long_text``
+(``truncate`` or ``chunk``) with ``chunk_pooling`` (see :mod:`embedclf.encode.long_text`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class TextEncoder(TransformerMixin, BaseEstimator):
 
     def __init__(self, model=DEFAULT_MODEL, *, pooling=None, max_length=None, normalize=True, backend="torch",
                  precision="auto", device="auto", batch_size=32, max_batch_tokens=None, chunk_size=1024, cache=None,
-                 progress=False):
+                 progress=False, long_text="truncate", chunk_pooling="mean"):
         self.model = model
         self.pooling = pooling
         self.max_length = max_length
@@ -48,6 +49,8 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         self.chunk_size = chunk_size
         self.cache = cache
         self.progress = progress
+        self.long_text = long_text
+        self.chunk_pooling = chunk_pooling
 
     @classmethod
     def from_settings(cls, settings: EncoderSettings, **params) -> "TextEncoder":
@@ -57,10 +60,16 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         """These parameters as validated :class:`EncoderSettings` (raises ``EmbedclfError`` if they are not)."""
         return EncoderSettings(**{name: getattr(self, name) for name in SETTINGS_FIELDS})
 
+    def long_text_settings(self):
+        from embedclf.encode.long_text import LongTextSettings
+
+        return LongTextSettings(self.long_text, self.chunk_pooling)
+
     def fit(self, X, y=None):
         from embedclf.encode.encoder import Encoder
 
         _texts(X)
+        self.long_text_settings()  # checked at fit, like the encoder settings
         encoder = Encoder(self.settings(), cache=self.cache, progress=self.progress)
         if not _same_encoder(getattr(self, "encoder_", None), encoder):  # refitting keeps the resolved one
             self.encoder_ = encoder
@@ -69,7 +78,12 @@ class TextEncoder(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "encoder_")
-        vectors = self.encoder_.encode(_texts(X))
+        if self.long_text != "truncate":  # texts beyond the model's window: chunked and pooled
+            from embedclf.encode.long_text import LongTextEncoder
+
+            vectors = LongTextEncoder(self.encoder_, self.long_text_settings()).encode(_texts(X))
+        else:
+            vectors = self.encoder_.encode(_texts(X))
         self.n_features_out_ = vectors.shape[1]
         return vectors
 

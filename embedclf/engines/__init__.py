@@ -64,18 +64,22 @@ class EngineSettings:
 
 def encode_data(path: str | Path, data_options: DataOptions, encoder_settings: EncoderSettings,
                 engine: EngineSettings = EngineSettings(), *, cache=None, out_dir: str | Path | None = None,
-                progress: bool | None = None, check_fidelity: int | None = None) -> EncodeResult:
+                progress: bool | None = None, check_fidelity: int | None = None, long_text=None) -> EncodeResult:
     """Encode the texts of ``path`` (a data file, or a directory of them) into the cache.
 
     ``cache``: None for ``$EMBEDCLF_CACHE`` or ``./cache``, a directory, or False for none. With Ray,
     ``out_dir`` takes the actors' Parquet shards (default ``CACHE/ray-SPACE/RUN``). ``check_fidelity=N``
-    (local only) also compares the first N vectors with fp32 torch. ``result.matrix()`` is in input order.
+    (local only) also compares the first N vectors with fp32 torch. ``long_text``
+    (:class:`~embedclf.encode.long_text.LongTextSettings`, local only) chunks long texts.
+    ``result.matrix()`` is in input order.
     """
     if check_fidelity is not None and check_fidelity < 1:
         raise EmbedclfError("--check-fidelity needs a positive number of texts")
     if engine.kind is EngineKind.ray:
         if check_fidelity is not None:
             raise EmbedclfError("--check-fidelity runs with --engine local")
+        if long_text is not None and long_text.mode != "truncate":
+            raise EmbedclfError("--long-text chunk runs with --engine local")
         from embedclf.engines.ray.encode import encode
 
         return encode(path, data_options, encoder_settings, engine, cache=cache, out_dir=out_dir, progress=progress)
@@ -83,7 +87,8 @@ def encode_data(path: str | Path, data_options: DataOptions, encoder_settings: E
         raise EmbedclfError("--out-dir is for --engine ray")
     from embedclf.engines.local import encode
 
-    return encode(path, data_options, encoder_settings, cache=cache, progress=progress, check_fidelity=check_fidelity)
+    return encode(path, data_options, encoder_settings, cache=cache, progress=progress, check_fidelity=check_fidelity,
+                  long_text=long_text)
 
 
 def predict_data(model_dir: str | Path, path: str | Path, out: str | Path, engine: EngineSettings = EngineSettings(),

@@ -16,14 +16,15 @@ from embedclf.engines.results import EncodeResult, PredictResult
 
 
 def encode(path, options: DataOptions, settings: EncoderSettings, *, cache=None, progress: bool | None = None,
-           check_fidelity: int | None = None) -> EncodeResult:
+           check_fidelity: int | None = None, long_text=None) -> EncodeResult:
     """Encode the texts of ``path`` through the cache; see :func:`embedclf.engines.encode_data`."""
     from embedclf.encode.encoder import Encoder
+    from embedclf.encode.long_text import LongTextEncoder, LongTextSettings
 
     start = time.perf_counter()
     encoder = Encoder(settings, cache=cache, progress=progress)
     dataset = read_inputs(path, options).require_texts()
-    matrix = encoder.encode(dataset.texts)
+    matrix = LongTextEncoder(encoder, long_text or LongTextSettings()).encode(dataset.texts)
     fidelity = None
     if check_fidelity:
         from embedclf.encode.fidelity import check_fidelity as fidelity_of
@@ -49,4 +50,5 @@ def predict(model_dir, path, out, *, data_overrides: dict, encoder_overrides: di
     return PredictResult.read_from(dataset, engine="local", source=str(path), settings=classifier.encoder.settings,
                                    encoding=classifier.encoder.last_report, out=str(Path(out)),
                                    added=int(added.sum()) if added is not None else None,
+                                   features_line=classifier.encoding_line() if classifier.features != "embedding" else "",
                                    seconds=time.perf_counter() - start)

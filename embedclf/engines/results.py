@@ -142,11 +142,13 @@ def _one_row_per_input(n_rows: int, rows: np.ndarray, vectors: np.ndarray) -> np
 class PredictResult(RunResult):
     out: str = ""  # local: the table; ray: the directory of Parquet shards
     added: int | None = None  # local, with co-occurrence rules: labels they added
+    features_line: str = ""  # local: what the features step did, when not only embeddings (tfidf, hybrid)
 
     def lines(self, source=None) -> list[str]:
         if self.engine == "local":
             extra = f"; rules added {self.added:,} labels" if self.added is not None else ""
-            return [self.read_line(source), f"embeddings: {self.encoding.summary(self.settings.max_length)}",
+            encoded = self.features_line or self.encoding.summary(self.settings.max_length)
+            return [self.read_line(source), f"embeddings: {encoded}",
                     f"wrote {self.texts:,} predictions to {self.out}{extra}"]
         return [self.read_line(source), f"predicted with {self.settings.describe()}: {self.pool_line()}",
                 f"wrote {self.texts:,} predictions to {self.out} (Parquet shards; row is 1-based, as in predict)",

@@ -6,8 +6,9 @@ classes, or a 0/1 multi-label indicator matrix) or as embedclf's block matrix wi
 ``predict_proba`` returns one probability column per label column; ``predict`` returns classes
 for 1-D input and a 0/1 matrix (of the dtype ``y`` had) otherwise.
 
-``X`` is validated by scikit-learn (2-D, finite, dense, real) and used as float32, the precision
-embeddings come in. Rows whose ``sample_weight`` is 0 are dropped before fitting, as if absent.
+``X`` is validated by scikit-learn (2-D, finite, real; dense unless the head ``accepts_sparse``, when a
+sparse matrix stays sparse as CSR) and used as float32, the precision embeddings come in. Rows whose
+``sample_weight`` is 0 are dropped before fitting, as if absent.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class BlockHead(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {}
     supports_sample_weight = False
     no_sample_weight_reason = ""
+    accepts_sparse = False  # True: X may be a scipy.sparse matrix (CSR), kept sparse (TF-IDF features)
+
+    def _sparse(self):
+        return ("csr",) if self.accepts_sparse else False
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, layout=None, **fit_params):
@@ -83,7 +88,7 @@ class BlockHead(ClassifierMixin, BaseEstimator):
         sample_weight = fit_params.pop("sample_weight", None)
         if sample_weight is not None and not self.supports_sample_weight:
             raise TypeError(f"{type(self).__name__} does not support sample_weight{self.no_sample_weight_reason}")
-        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, accept_sparse=self._sparse())
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             kept = sample_weight > 0
@@ -98,7 +103,7 @@ class BlockHead(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """One probability per label column: each one-hot block sums to 1."""
         check_is_fitted(self, "layout_")
-        return self._predict_blocks(validate_data(self, X, reset=False, dtype=np.float32))
+        return self._predict_blocks(validate_data(self, X, reset=False, dtype=np.float32, accept_sparse=self._sparse()))
 
     def predict(self, X):
         """Classes for a head fitted on 1-D ``y``; else a 0/1 matrix: argmax per one-hot block, 0.5 per label."""
@@ -111,7 +116,7 @@ class BlockHead(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True  # a 0/1 indicator y; several targets go through layout=
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self.accepts_sparse
         tags.input_tags.allow_nan = False
         return tags
 
@@ -122,7 +127,7 @@ class EstimatorPerBlockHead(BlockHead):
     multi-class block asks its classifier, a multi-label block the subclass's :meth:`_predict_labels`."""
 
     def _predict_blocks(self, X):
-        out = np.tile(self.column_rates_, (len(X), 1))
+        out = np.tile(self.column_rates_, (X.shape[0], 1))
         for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_):
             if kind == MULTICLASS:
                 fill_class_proba(out, block, fitted, X)

@@ -29,6 +29,7 @@ class _PerBlockHead(EstimatorPerBlockHead):
     """Fits one estimator per multi-class block (on the class index) and per multi-label column."""
 
     native_multilabel = False  # True: one estimator takes a whole multi-label block at once
+    accepts_sparse = True  # liblinear, lbfgs and brute-force cosine neighbours all take CSR as it is
 
     def _estimator(self):
         raise NotImplementedError
@@ -180,14 +181,14 @@ class KNNHead(_PerBlockHead):
     no_sample_weight_reason = ": neighbours vote by count or distance, not by row weight"
 
     def _fit_blocks(self, X, Y, sample_weight=None):
-        if self.n_neighbors > len(X):
-            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {len(X)} training rows; "
-                             f"use at most {len(X)}")
+        if self.n_neighbors > X.shape[0]:
+            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {X.shape[0]} training rows; "
+                             f"use at most {X.shape[0]}")
         super()._fit_blocks(X, Y, sample_weight)
 
     def _fit_classes(self, X, y, sample_weight=None):
-        if self.n_neighbors > len(X):  # rows whose class was unseen are left out of a multi-class block
-            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {len(X)} rows with a known class")
+        if self.n_neighbors > X.shape[0]:  # rows whose class was unseen are left out of a multi-class block
+            raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {X.shape[0]} rows with a known class")
         return super()._fit_classes(X, y, sample_weight)
 
     def _estimator(self):

@@ -68,6 +68,9 @@ def predict(model_dir, path, out, engine, *, data_overrides: dict, encoder_overr
     # checked on the driver as the local engine loads it, encoding nothing; the device is the actors' business
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides | {"device": "cpu"},
                                  cache=store if store is not None else False, cooccur=cooccur)
+    if classifier.features != "embedding":  # the actors apply the head to vectors alone
+        raise EmbedclfError(f"{model_dir}: a model with --features {classifier.features} predicts with the local "
+                            "engine only; drop --engine ray")
     options = data_options_for(classifier, data_overrides)
     requested = replace(classifier.encoder.requested, device=encoder_overrides.get("device") or "auto")
     settings = actor_settings(requested, engine.gpus_per_actor, store)

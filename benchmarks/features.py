@@ -1,0 +1,208 @@
+"""Feature sets against a fair TF-IDF baseline: embedding vs tfidf vs hybrid, each with the logreg and svm
+heads, beside TF-IDF + LinearSVC and TF-IDF + logistic regression in plain scikit-learn.
+
+    python benchmarks/features.py [--datasets goemotions,reuters,cfpb] [--cache DIR] [--out-dir benchmarks/results]
+
+Every configuration, baselines included, gets the same treatment on the same split: C from the same
+small grid, chosen on the validation split by the headline (micro-F1 with one tuned threshold for
+multi-label targets, accuracy for multi-class ones); multi-label thresholds tuned on validation for
+micro-F1 (one threshold) and for macro-F1 (one per label) with the same tuner. Baselines' margins go
+through a sigmoid first, so the tuner's grid covers them. Fit time: the vectoriser's fit plus the head's
+fit at the chosen C on cached embeddings; predict time: vectoriser plus head on the test set (encoding
+the texts, the same for embedding and hybrid, is left out). Results go to ``features.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.accuracy import load_splits  # noqa: E402
+from embedclf.encode.encoder import Encoder  # noqa: E402
+from embedclf.evaluate import evaluate  # noqa: E402
+from embedclf.features.tfidf import tfidf_vectorizer  # noqa: E402
+from embedclf.heads import make_head  # noqa: E402
+from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, iter_blocks  # noqa: E402
+from embedclf.postprocess.thresholds import tune_thresholds  # noqa: E402
+
+GRIDS = {"logreg": (1.0, 4.0, 16.0), "svm": (0.1, 0.5, 2.0)}  # the same grid for a head and its baseline
+FEATURE_SETS = ("embedding", "tfidf", "hybrid")
+
+
+def hybrid(dense: np.ndarray, terms, weight: float = 1.0):
+    """What ``HybridFeatures`` gives, from vectors already in memory."""
+    dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
+    return sparse.hstack([sparse.csr_matrix(dense), terms * weight], format="csr", dtype=np.float32)
+
+
+class Baseline:
+    """Plain scikit-learn, one estimator per multi-class target and per label: the ten-line classic."""
+
+    def __init__(self, kind: str, C: float):
+        self.kind, self.C = kind, C
+
+    def _estimator(self):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC(C=self.C) if self.kind == "svm" else LogisticRegression(C=self.C, max_iter=1000)
+
+    def fit(self, X, Y, layout):
+        self.layout_, self.models_ = layout, []
+        for kind, block in iter_blocks(layout):
+            part = Y[:, block]
+            if kind == MULTICLASS:
+                known = part.any(axis=1)
+                self.models_.append(self._estimator().fit(X[known], part[known].argmax(axis=1)))
+            else:
+                self.models_.append([None if part[:, j].min() == part[:, j].max()
+                                     else self._estimator().fit(X, part[:, j]) for j in range(part.shape[1])])
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Margins through a sigmoid (multi-label) or a softmax (multi-class): monotone, so the same decisions."""
+        out = np.zeros((X.shape[0], sum(size for _, size in self.layout_)), dtype=np.float32)
+        for (kind, block), model in zip(iter_blocks(self.layout_), self.models_):
+            if kind == MULTICLASS:
+                margin = np.full((X.shape[0], block.stop - block.start), -30.0)
+                raw = model.decision_function(X)
+                margin[:, model.classes_] = raw if raw.ndim == 2 else np.column_stack([-raw, raw])
+                e = np.exp(margin - margin.max(axis=1, keepdims=True))
+                out[:, block] = e / e.sum(axis=1, keepdims=True)
+            else:
+                for j, estimator in enumerate(model):
+                    if estimator is not None:
+                        out[:, block.start + j] = 1 / (1 + np.exp(-estimator.decision_function(X)))
+        return out
+
+
+def headline(space, Y, scores, thresholds) -> float:
+    """Micro-F1 at ``thresholds`` for multi-label targets, accuracy for multi-class ones, averaged."""
+    report = evaluate(space, Y, block_decisions(scores, space.layout, thresholds), scores)
+    values = [m.get("micro_f1") if m.get("accuracy") is None else m["accuracy"] for m in report["targets"].values()]
+    return float(np.mean(values))
+
+
+def run_config(space, name, make, X, Y, X_valid, Y_valid, X_test, Y_test, extra_fit: float, extra_predict: float):
+    """Fit every C of the grid, keep the best on validation, score it on test."""
+    best = None
+    for C in GRIDS[name.split()[-1]]:
+        start = time.perf_counter()
+        model = make(C).fit(X, Y, layout=space.layout)
+        seconds = time.perf_counter() - start
+        S_valid = model.predict_proba(X_valid)
+        micro = tune_thresholds(Y_valid, S_valid, space.layout, objective="micro")
+        score = headline(space, Y_valid, S_valid, micro)
+        print(f"      C={C:<5} valid {score:.4f} ({seconds:.1f}s)", flush=True)
+        if best is None or score > best[0]:
+            best = (score, C, model, seconds, S_valid, micro)
+    score, C, model, seconds, S_valid, micro = best
+    start = time.perf_counter()
+    S_test = model.predict_proba(X_test)
+    predict_seconds = time.perf_counter() - start + extra_predict
+    macro = tune_thresholds(Y_valid, S_valid, space.layout, objective="macro")
+    results = {}
+    for mode, thresholds in (("tuned (micro)", micro), ("tuned (macro)", macro)):
+        report = evaluate(space, Y_test, block_decisions(S_test, space.layout, thresholds), S_test)
+        results[mode] = {t: {k: v for k, v in m.items() if k in ("micro_f1", "macro_f1", "accuracy")}
+                         for t, m in report["targets"].items()}
+    return {"C": C, "valid_headline": round(score, 4), "fit_seconds": round(seconds + extra_fit, 2),
+            "predict_ms_per_1k": round(1e6 * predict_seconds / X_test.shape[0], 2), "test": results,
+            "cooccurrence": cooccurrence_effect(space, Y, Y_valid, S_valid, Y_test, S_test)}
+
+
+def cooccurrence_effect(space, Y, Y_valid, S_valid, Y_test, S_test) -> dict | None:
+    """Test micro-F1 (one tuned threshold) and macro-F1 (per-label thresholds) of the multi-label target with
+    no co-occurrence, the hard rules at P(B|A) >= 0.9 (support 5), and the soft mode (strength tuned on
+    validation for the same objective, thresholds re-tuned on the raised scores)."""
+    from sklearn.metrics import f1_score
+
+    from embedclf.postprocess.rules import CooccurrenceRules
+    from embedclf.postprocess.soft_cooccur import SoftCooccurrence, tune_strength
+
+    blocks = [block for target, block in zip(space.targets, space.slices) if target.kind == "multilabel"]
+    if not blocks:
+        return None
+    block, layout = blocks[0], [("multilabel", blocks[0].stop - blocks[0].start)]
+    Y, Yv, Yt, Sv, St = Y[:, block], Y_valid[:, block], Y_test[:, block], S_valid[:, block], S_test[:, block]
+    hard = CooccurrenceRules(0.9, 5).fit(Y, [str(i) for i in range(Y.shape[1])])
+    soft = SoftCooccurrence().fit(Y)
+    out = {"hard_rules": len(hard.rules_)}
+    for objective in ("micro", "macro"):
+        def rate(truth, scores, objective=objective):
+            thresholds = tune_thresholds(Yv, scores, layout, objective=objective)
+            return f1_score(truth, scores >= thresholds, average=objective, zero_division=0)
+
+        th = tune_thresholds(Yv, Sv, layout, objective=objective)
+        plain = St >= th
+        strength, ratings = tune_strength(soft, Yv, Sv, rate)
+        raised_valid, raised_test = soft.transform(Sv, strength), soft.transform(St, strength)
+        soft_th = tune_thresholds(Yv, raised_valid, layout, objective=objective)
+        out[objective] = {
+            "none": f1_score(Yt, plain, average=objective, zero_division=0),
+            "hard 0.9": f1_score(Yt, hard.apply(plain.astype(np.int8))[0], average=objective, zero_division=0),
+            "soft": f1_score(Yt, raised_test >= soft_th, average=objective, zero_division=0),
+            "soft_strength": strength, "soft_valid": dict(ratings)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="goemotions,reuters,cfpb")
+    parser.add_argument("--cache", default=str(ROOT / "cache"), help="embedding cache (encoded once, first run pays)")
+    parser.add_argument("--model", default=None, help="encoder: a local folder or a Hugging Face id")
+    parser.add_argument("--tfidf-weight", type=float, default=1.0, help="hybrid's TF-IDF block weight")
+    parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="features", help="results file name (without .json)")
+    parser.add_argument("--quick", action="store_true", help="accuracy.py's seeded samples, to check the script")
+    args = parser.parse_args()
+    encoder = Encoder(**({"model": args.model} if args.model else {}), cache=args.cache, progress=False)
+    out = Path(args.out_dir) / f"{args.name}.json"
+    results = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    for split in load_splits(args.datasets.split(","), quick=args.quick):
+        print(f"== {split.name}: {len(split.train.texts)} train, {len(split.valid.texts)} valid, "
+              f"{len(split.test.texts)} test", flush=True)
+        space = LabelSpace.from_dataset(split.train)
+        Y, Y_valid, Y_test = (space.encode(d)[0] for d in (split.train, split.valid, split.test))
+        dense = [encoder.encode(d.texts) for d in (split.train, split.valid, split.test)]
+        start = time.perf_counter()
+        vectorizer = tfidf_vectorizer().fit(split.train.texts)
+        tfidf_fit = time.perf_counter() - start
+        terms = [vectorizer.transform(d.texts) for d in (split.train, split.valid, split.test)]
+        start = time.perf_counter()
+        vectorizer.transform(split.test.texts)
+        tfidf_predict = time.perf_counter() - start
+        features = {"embedding": dense, "tfidf": terms,
+                    "hybrid": [hybrid(d, t, args.tfidf_weight) for d, t in zip(dense, terms)]}
+        rows = []
+        configs = [(f"{f} + {h}", features[f], (lambda C, h=h: make_head(h, C=C)), f != "embedding")
+                   for f in FEATURE_SETS for h in ("logreg", "svm")]
+        configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", terms,
+                     (lambda C, k=k: Baseline(k, C)), True) for k in ("svm", "logreg")]
+        for label, (X, X_valid, X_test), make, uses_tfidf in configs:
+            print(f"   {label}", flush=True)
+            row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
+                             tfidf_fit if uses_tfidf else 0.0, tfidf_predict if uses_tfidf else 0.0)
+            rows.append({"dataset": split.name, "method": label.replace(" svm", "").replace(" logreg", "")
+                         if label.startswith("baseline") else label, **row,
+                         "train_rows": len(split.train.texts), "test_rows": len(split.test.texts),
+                         "tfidf_terms": len(vectorizer.vocabulary_), "tfidf_weight": args.tfidf_weight,
+                         "model": str(encoder.settings.model)})
+            print(f"      -> C={row['C']} test {json.dumps(row['test']['tuned (micro)'])}", flush=True)
+        results["quick"] = args.quick
+        results["rows"] = [r for r in results["rows"] if r["dataset"] != split.name] + rows
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))  # after each data set, so a failure later keeps the rest
+
+
+if __name__ == "__main__":
+    main()

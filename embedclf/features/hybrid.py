@@ -1,0 +1,65 @@
+"""The hybrid feature set: the L2-normalised sentence embedding beside a TF-IDF block, as one sparse matrix.
+
+Both blocks have unit-length rows, so ``sparse_weight`` (and ``dense_weight``) say how much each counts
+to a linear head: scaling a block scales its share of the margin against the same regularisation.
+The embedding's few hundred columns go into the CSR matrix as they are; the TF-IDF block is never
+densified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class HybridFeatures(TransformerMixin, BaseEstimator):
+    """``[dense_weight * embedding / ||embedding||, sparse_weight * tfidf]`` as a float32 CSR matrix.
+
+    ``encoder`` is a :class:`~embedclf.encode.text_encoder.TextEncoder`, ``tfidf`` a ``TfidfVectorizer``
+    (see :func:`embedclf.features.tfidf.tfidf_vectorizer`); like ``FeatureUnion``, fitting fits them in place.
+    """
+
+    def __init__(self, encoder=None, tfidf=None, *, dense_weight=1.0, sparse_weight=1.0):
+        self.encoder = encoder
+        self.tfidf = tfidf
+        self.dense_weight = dense_weight
+        self.sparse_weight = sparse_weight
+
+    def _parts(self):
+        from embedclf.encode.text_encoder import TextEncoder
+        from embedclf.features.tfidf import tfidf_vectorizer
+
+        if self.encoder is None:
+            self.encoder = TextEncoder()
+        if self.tfidf is None:
+            self.tfidf = tfidf_vectorizer()
+        return self.encoder, self.tfidf
+
+    def fit(self, X, y=None):
+        encoder, tfidf = self._parts()
+        encoder.fit(X)
+        tfidf.fit(X)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        encoder, tfidf = self._parts()
+        encoder.fit(X)
+        return self._join(encoder.transform(X), tfidf.fit_transform(X))
+
+    def transform(self, X):
+        encoder, tfidf = self._parts()
+        return self._join(encoder.transform(X), tfidf.transform(X))
+
+    def _join(self, dense: np.ndarray, terms) -> sparse.csr_matrix:
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        dense = dense / np.where(norms > 0, norms, 1.0) * self.dense_weight
+        self.n_features_out_ = dense.shape[1] + terms.shape[1]
+        return sparse.hstack([sparse.csr_matrix(dense.astype(np.float32)), terms * self.sparse_weight],
+                             format="csr", dtype=np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags

@@ -1,0 +1,110 @@
+"""Feature sets (embedding, tfidf, hybrid): fitted, saved, loaded and applied through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from embedclf.errors import EmbedclfError
+from embedclf.features.hybrid import HybridFeatures
+from embedclf.features.tfidf import tfidf_vectorizer
+from embedclf.fit import FitSettings, fit_classifier
+from embedclf.heads import make_head
+from embedclf.heads.linear import LogRegHead
+from embedclf.model import TextClassifier
+from tests.conftest import sample_texts
+from tests.test_model import GO, encoder, goemotions_slice, run
+
+
+@pytest.mark.parametrize("features,head", [("tfidf", "svm"), ("hybrid", "logreg"), ("hybrid", "knn")])
+def test_sparse_features_round_trip_through_the_model_folder(tiny_model, tmp_path, monkeypatch, features, head):
+    seen = []
+    original = LogRegHead._fit_blocks
+
+    def spy(self, X, Y, **kwargs):
+        seen.append(X)
+        return original(self, X, Y, **kwargs)
+
+    monkeypatch.setattr(LogRegHead, "_fit_blocks", spy)
+    train = GO.load(goemotions_slice(tmp_path, n=300), require_labels=True)
+    classifier = fit_classifier(train, make_head(head), encoder(tiny_model, tmp_path), data_options=GO,
+                                valid_split=0.2, tune_thresholds=True, features=features)
+    X = classifier.embed(train.texts[:50])
+    assert sparse.issparse(X) and X.dtype == np.float32
+    terms = len(classifier.tfidf.vocabulary_)
+    assert X.shape[1] == terms + (32 if features == "hybrid" else 0)  # the tiny BERT has 32 dimensions
+    if head == "logreg":
+        assert seen and all(sparse.issparse(x) for x in seen), "the head must get the sparse matrix as it is"
+    classifier.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert manifest["features"]["kind"] == features and manifest["features"]["terms"] == terms
+    assert "features.skops" in manifest["files"]
+    loaded = TextClassifier.load(tmp_path / "model", cache=tmp_path / "cache")
+    assert loaded.features == features
+    np.testing.assert_array_equal(loaded.predict_proba(train.texts[:50]), classifier.predict_proba(train.texts[:50]))
+    assert loaded.predict(train.texts[:20]) == classifier.predict(train.texts[:20])
+
+
+def test_embedding_models_record_no_feature_file(tiny_model, tmp_path):
+    train = GO.load(goemotions_slice(tmp_path, n=120), require_labels=True)
+    classifier = fit_classifier(train, make_head("logreg"), encoder(tiny_model, tmp_path), data_options=GO)
+    classifier.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert "features" not in manifest and list(manifest["files"]) == ["head.skops"]
+    assert TextClassifier.load(tmp_path / "model", cache=tmp_path / "cache").features == "embedding"
+
+
+def test_hybrid_joins_a_unit_embedding_and_the_weighted_tfidf_block(tiny_model, tmp_path):
+    from embedclf.encode.text_encoder import TextEncoder
+
+    texts = sample_texts(40)
+    step = TextEncoder(tiny_model, cache=tmp_path / "cache", device="cpu", normalize=False)
+    hybrid = HybridFeatures(step, tfidf_vectorizer(), sparse_weight=0.5)
+    X = hybrid.fit_transform(texts)
+    assert isinstance(X, sparse.csr_matrix)
+    dense, terms = X[:, :32].toarray(), X[:, 32:]
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(terms.toarray(), 0.5 * hybrid.tfidf.transform(texts).toarray(), rtol=1e-6)
+    np.testing.assert_allclose(hybrid.transform(texts[:5]).toarray(), X[:5].toarray(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["mlp", "chain"])
+def test_dense_only_heads_refuse_sparse_features_before_any_work(tmp_path, head):
+    (tmp_path / "d.csv").write_text("text,label\nhello there,a\nhow are you,b\n")
+    result = run("fit", tmp_path / "d.csv", "--label-col", "label", "--head", head, "--features", "tfidf",
+                 "--model", tmp_path / "no-such-model", "--out", tmp_path / "m", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"embedclf: error: --features tfidf is sparse and the {head} head takes dense input only; "
+        "use --head logreg / svm / knn or --features embedding"]
+    assert not (tmp_path / "m").exists()
+
+
+def test_feature_settings_are_checked_once():
+    with pytest.raises(EmbedclfError, match="--tfidf-weight must be a number above 0"):
+        FitSettings(features="hybrid", tfidf_weight=0)
+    with pytest.raises(EmbedclfError, match="--features must be one of embedding, tfidf, hybrid"):
+        FitSettings(features="bm25")
+
+
+def test_cli_hybrid_fit_predict_evaluate_and_tampering(tiny_model, tmp_path):
+    train, test = goemotions_slice(tmp_path, "train", 300), goemotions_slice(tmp_path, "test", 60)
+    data = ["--columns", "text,labels,id", "--text-col", "text", "--label-col", "labels", "--label-sep", ","]
+    common = ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+    fitted = run("fit", train, "--head", "svm", "--features", "hybrid", "--tfidf-weight", "2", *data,
+                 "--out", tmp_path / "model", *common)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "hybrid features with" in fitted.stderr
+    manifest = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert manifest["features"]["kind"] == "hybrid" and manifest["features"]["tfidf_weight"] == 2.0
+    predicted = run("predict", tmp_path / "model", test, "--out", tmp_path / "p.csv", "--cache", tmp_path / "cache")
+    assert predicted.returncode == 0 and "hybrid features with" in predicted.stderr, predicted.stderr
+    evaluated = run("evaluate", tmp_path / "model", test, "--cache", tmp_path / "cache")
+    assert evaluated.returncode == 0 and "micro_f1" in evaluated.stdout, evaluated.stderr
+    features = tmp_path / "model" / "features.skops"
+    features.write_bytes(features.read_bytes()[:-10])
+    refused = run("predict", tmp_path / "model", test, "--out", tmp_path / "q.csv", "--cache", tmp_path / "cache")
+    assert refused.returncode == 2 and "features.skops does not match its checksum" in refused.stderr
