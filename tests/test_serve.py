@@ -272,7 +272,8 @@ def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(t
         text, 'embedclf_batch_requests_bucket{le="4.0"}') == 1
 
 
-def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_model, tmp_path):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])  # SIGINT is Ctrl-C
+def test_a_signal_lets_the_request_in_flight_finish_then_exits_0(tiny_model, stop):
     import json
     import signal
 
@@ -288,7 +289,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_model, tmp_path
             sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
             time.sleep(0.5)  # the request is being read
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(getattr(signal, stop))
             time.sleep(0.5)
             sock.sendall(body[10:])
             reply = b""
