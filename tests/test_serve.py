@@ -373,3 +373,22 @@ def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
                       cache, "--out", tmp_path / "X.npy")
     assert f"{len(texts)} cached, 0 encoded" in result.output  # the CLI finds what the service stored
     np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), served)
+
+
+def test_a_failing_model_call_fails_its_requests_only(tiny_model):
+    service = tiny_service(tiny_model).load()
+    original, calls = service.work, []
+
+    def work(texts, tokens, rows):  # the first call fails, as an out-of-memory forward pass would
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise RuntimeError("forward pass failed")
+        return original(texts, tokens, rows)
+
+    service.work = work
+    with serving(lambda: service) as (url, _):
+        wait_ready(url)
+        failed = httpx.post(f"{url}/v1/embeddings", json={"input": "first"}, timeout=30)
+        assert failed.status_code == 500 and "forward pass failed" in failed.json()["error"]["message"]
+        assert httpx.post(f"{url}/v1/embeddings", json={"input": "second"}, timeout=30).status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 200
