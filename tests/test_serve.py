@@ -272,7 +272,8 @@ def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(t
         text, 'embedclf_batch_requests_bucket{le="4.0"}') == 1
 
 
-def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_model, tmp_path):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])  # SIGINT is Ctrl-C
+def test_a_signal_lets_the_request_in_flight_finish_then_exits_0(tiny_model, stop):
     import json
     import signal
 
@@ -288,7 +289,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_model, tmp_path
             sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
             time.sleep(0.5)  # the request is being read
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(getattr(signal, stop))
             time.sleep(0.5)
             sock.sendall(body[10:])
             reply = b""
@@ -372,3 +373,22 @@ def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
                       cache, "--out", tmp_path / "X.npy")
     assert f"{len(texts)} cached, 0 encoded" in result.output  # the CLI finds what the service stored
     np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), served)
+
+
+def test_a_failing_model_call_fails_its_requests_only(tiny_model):
+    service = tiny_service(tiny_model).load()
+    original, calls = service.work, []
+
+    def work(texts, tokens, rows):  # the first call fails, as an out-of-memory forward pass would
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise RuntimeError("forward pass failed")
+        return original(texts, tokens, rows)
+
+    service.work = work
+    with serving(lambda: service) as (url, _):
+        wait_ready(url)
+        failed = httpx.post(f"{url}/v1/embeddings", json={"input": "first"}, timeout=30)
+        assert failed.status_code == 500 and "forward pass failed" in failed.json()["error"]["message"]
+        assert httpx.post(f"{url}/v1/embeddings", json={"input": "second"}, timeout=30).status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 200

@@ -34,8 +34,8 @@ def serve(
     max_text_chars: Annotated[int, _option("A longer text is refused (413).")] = 20_000,
     max_body_bytes: Annotated[int, _option("A larger request body is refused (413).")] = 4 * 2**20,
     api_key: Annotated[Optional[str], _option(
-        "Require 'Authorization: Bearer KEY' on /v1/* (401 otherwise). [default: $EMBEDCLF_API_KEY, else open]",
-        show_default=False)] = None,
+        "Require 'Authorization: Bearer KEY' on /v1/* (401 otherwise); without it and the variable, open.",
+        show_default=False, envvar="EMBEDCLF_API_KEY", show_envvar=True)] = None,
     cache: Annotated[Optional[Path], typer.Option(
         help="Read and write this embedding cache (the CLI's, e.g. ./cache): a text seen before costs nothing. "
              "[default: no cache]", rich_help_panel=ENCODER)] = None,

@@ -104,14 +104,12 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="embedclf-batcher")
 
     async def stop(self) -> None:
-        """Stop the worker (requests still queued fail) and the model's thread."""
+        """Stop the worker (requests still queued or in the group being formed fail) and the model's thread."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        while self._pending:
-            job = self._pending.popleft()
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+        _fail(list(self._pending), RuntimeError("the server is shutting down"))
+        self._pending.clear()
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -119,30 +117,36 @@ class Batcher:
             while not self._pending:
                 self._queued.clear()
                 await self._queued.wait()
-            group = await self._gather()
-            self._show_depth()
-            await self._encode(group)
+            group: list[Job] = []
+            try:
+                await self._gather(group)
+                self._show_depth()
+                await self._encode(group)
+            except asyncio.CancelledError:
+                _fail(group, RuntimeError("the server is shutting down"))
+                raise
 
-    async def _gather(self) -> list[Job]:
+    async def _gather(self, group: list[Job]) -> None:
+        """Fill ``group`` with the oldest request and those that fit one forward pass with it."""
         loop = asyncio.get_running_loop()
-        group = [self._pending.popleft()]
+        group.append(self._pending.popleft())
         texts, longest = len(group[0].texts), group[0].longest
         deadline = loop.time() + self.max_wait
         while True:
             if not self._pending:
                 remaining = deadline - loop.time()
                 if self._arriving == 0 or remaining <= 0:
-                    return group
+                    return
                 self._queued.clear()
                 try:
                     await asyncio.wait_for(self._queued.wait(), remaining)
                 except TimeoutError:
-                    return group
+                    return
                 continue
             job = self._pending[0]
             n, widest = texts + len(job.texts), max(longest, job.longest)
             if n > self.batch_size or n * widest > self.batch_tokens:
-                return group
+                return
             group.append(self._pending.popleft())
             texts, longest = n, widest
 
@@ -159,9 +163,7 @@ class Batcher:
             vectors, scores = await asyncio.get_running_loop().run_in_executor(self._executor, self.work, texts,
                                                                                 tokens, score_rows)
         except Exception as exc:  # the group's requests fail; the server keeps going
-            for job in group:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            _fail(group, exc)
             return
         row = 0
         for job, a, b in zip(group, starts, ends):
@@ -174,3 +176,9 @@ class Batcher:
     def _show_depth(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(sum(len(job.texts) for job in self._pending))
+
+
+def _fail(jobs: list[Job], error: BaseException) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)
