@@ -56,6 +56,8 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
              "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked.", ""]
     if features.get("quick") or any(r.get("sampled") for r in rows):
         lines += ["*Seeded samples of the splits (accuracy.py's quick samples): see the rows per data set.*", ""]
+    if features.get("note"):
+        lines += [f"*Run: {features['note']}.*", ""]
     header = ["data set", "metric", *(SHORT[m] for m in METHODS), "best embedclf − best baseline", "fine-tune"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     for dataset in datasets:
