@@ -56,7 +56,9 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
              "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked.", ""]
     if features.get("quick") or any(r.get("sampled") for r in rows):
         lines += ["*Seeded samples of the splits (accuracy.py's quick samples): see the rows per data set.*", ""]
-    header = ["data set", "metric", *(SHORT[m] for m in METHODS), "fine-tune"]
+    if features.get("note"):
+        lines += [f"*Run: {features['note']}.*", ""]
+    header = ["data set", "metric", *(SHORT[m] for m in METHODS), "best embedclf − best baseline", "fine-tune"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     for dataset in datasets:
         by_method = {r["method"]: r for r in rows if r["dataset"] == dataset}
@@ -70,7 +72,10 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
             shown = [("**%.4f**" if values[m] == best else "%.4f") % values[m] if m in values else "–"
                      for m in METHODS]
             extra = f"{tuned[metric]:.4f} ({tuned_rows:,} train)" if metric in tuned else "–"
-            lines.append(f"| {name} | {metric} | " + " | ".join(shown) + f" | {extra} |")
+            ours = max((v for m, v in values.items() if not m.startswith("baseline")), default=None)
+            theirs = max((v for m, v in values.items() if m.startswith("baseline")), default=None)
+            margin = f"{100 * (ours - theirs):+.1f} points" if None not in (ours, theirs) else "–"
+            lines.append(f"| {name} | {metric} | " + " | ".join(shown) + f" | {margin} | {extra} |")
             name = ""
     lines += ["", "Time: fit is the TF-IDF vectoriser's fit (tfidf, hybrid, baselines) plus the head's fit at the "
               "chosen C on cached embeddings; predict is the vectoriser's transform plus the head's scoring, per "
