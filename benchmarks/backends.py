@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant:
         print(json.dumps(run_variant(args.variant, json.loads(args.sizes), args.vectors)))
         return 0
+    # the token counts load an Encoder (its bf16 verdict): keep that out of the user's export store too
+    os.environ.setdefault("EMBEDCLF_EXPORTS", tempfile.mkdtemp(prefix="embedclf-bench-exports-"))
     sizes = {"short": args.short or (200 if args.quick else 1000), "long": args.long or (40 if args.quick else 150)}
     rounds = args.rounds or (1 if args.quick else 3)
     from embedclf.io import atomic_write_text
