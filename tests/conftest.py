@@ -45,9 +45,17 @@ def tiny_model(tmp_path_factory) -> str:
     return str(directory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_exports(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("exports")
+    """Set before any fixture of a wider scope encodes (a module's fixture may encode with the default model)."""
+    folder = tmp_path_factory.mktemp("exports")
+    before = os.environ.get("EMBEDCLF_EXPORTS")
+    os.environ["EMBEDCLF_EXPORTS"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("EMBEDCLF_EXPORTS", None)
+    else:
+        os.environ["EMBEDCLF_EXPORTS"] = before
 
 
 @pytest.fixture(autouse=True)

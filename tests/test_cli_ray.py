@@ -21,7 +21,9 @@ def run(*args, cwd):
 def test_encode_and_predict_with_the_ray_engine(tiny_model, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("title,body,topic\nGood,movie,a\nBad,film,b\n,,a\nGood,movie,a\nnice,day,b\n")
-    common = ["--text-col", "title", "--text-col", "body", "--model", tiny_model, "--cache", tmp_path / "cache"]
+    # fp32 said explicitly: auto is bf16 on a local CPU with native bf16, fp32 on Ray actors' CPUs (unprobed)
+    common = ["--text-col", "title", "--text-col", "body", "--model", tiny_model, "--cache", tmp_path / "cache",
+              "--precision", "fp32"]
     ray = run("encode", data, *common, "--engine", "ray", "--actors", "1", "--out", tmp_path / "X.npy", cwd=tmp_path)
     assert ray.returncode == 0, ray.stderr
     assert "read 5 rows from" in ray.stderr and "4 texts; 1 skipped (empty text)" in ray.stderr

@@ -89,7 +89,7 @@ def test_encode_out_keeps_one_row_per_input_row_with_nan_for_empty_texts(tiny_mo
     np.testing.assert_allclose(matrix[[0, 2, 4]], alone, atol=1e-6)
     out = tmp_path / "X.npy"
     cli = subprocess.run([sys.executable, "-m", "embedclf", "encode", data, "--model", tiny_model, "--device", "cpu",
-                          "--no-cache", "--out", out], capture_output=True, text=True, timeout=300)
+                          "--precision", "fp32", "--no-cache", "--out", out], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert "2 rows with empty text written as NaN" in cli.stderr and "wrote 5 x 32 matrix" in cli.stderr
     np.testing.assert_allclose(np.load(out), matrix, atol=1e-6, equal_nan=True)
