@@ -43,9 +43,11 @@ def serve(
     max_length: MaxLength = None, pooling: PoolingOption = None, normalize: Normalize = True, device: Device = "auto",
     precision: PrecisionOption = "auto", backend: BackendOption = "torch",
 ):
-    """Serve embeddings (OpenAI-compatible /v1/embeddings) and, with MODEL_DIR, labels (/v1/predict) over HTTP,
-    merging concurrent requests into shared forward passes. SIGTERM or Ctrl-C stops it after the requests in
-    flight (exit 0). Needs the serve extra: pip install 'embedclf\\[serve]'."""
+    """Serve embeddings (OpenAI-compatible) and, with MODEL_DIR, labels over HTTP.
+
+    /v1/embeddings, /v1/predict, /health, /v1/models and /metrics; concurrent requests share forward passes.
+    SIGTERM or Ctrl-C stops it after the requests in flight (exit 0). Needs pip install 'embedclf\\[serve]'.
+    """
     from typer._click.core import ParameterSource
 
     from embedclf.serve.run import serve as run_service
