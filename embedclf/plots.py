@@ -92,6 +92,17 @@ def _f1_bars(target: str, per: dict):
     return figure
 
 
+def _square_heat_map(values: np.ndarray, names: list[str], cmap: str):
+    """A label x label matrix of shares in [0, 1], sized so that its tick labels never overlap."""
+    size = 2.5 + 0.42 * len(names)
+    figure = _figure(size + 1.5, size)
+    ax = figure.add_subplot()
+    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    return figure, ax, image
+
+
 def _confusion(target: str, classes, T: np.ndarray, P: np.ndarray):
     """Rows: true class, columns: predicted; shares of each true class, counts written in the cells."""
     known = T.any(axis=1) & P.any(axis=1)
@@ -104,12 +115,7 @@ def _confusion(target: str, classes, T: np.ndarray, P: np.ndarray):
     counts = np.zeros((len(names), len(names)), dtype=int)
     np.add.at(counts, (index[y_true], index[y_pred]), 1)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 2.5 + 0.42 * len(names)
-    figure = _figure(size + 1.5, size)
-    ax = figure.add_subplot()
-    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    figure, ax, image = _square_heat_map(shares, names, "Blues")
     for (i, j), count in np.ndenumerate(counts):
         if count:
             ax.text(j, i, f"{count:,}", ha="center", va="center", fontsize=6 if len(names) > 12 else 8,
@@ -184,12 +190,7 @@ def _cooccurrence(target: str, classes, T: np.ndarray, rules):
     joint = sub.T @ sub
     conditional = joint / np.maximum(np.diag(joint)[:, None], 1)
     np.fill_diagonal(conditional, np.nan)
-    size = 2.5 + 0.42 * len(shown)
-    figure = _figure(size + 1.5, size)
-    ax = figure.add_subplot()
-    image = ax.imshow(conditional, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    figure, ax, image = _square_heat_map(conditional, names, "viridis")
     index = {str(classes[j]): k for k, j in enumerate(shown)}
     boxed = 0
     for rule in rules.rules_:
