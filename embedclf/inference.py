@@ -109,7 +109,7 @@ def evaluate_file(model_dir, path, *, data_overrides: dict | None = None, encode
     if plots_dir is not None:
         from embedclf.io import check_output_dir
 
-        check_output_dir(plots_dir)
+        check_output_dir(plots_dir, "--plots")
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides, cache=cache, cooccur=cooccur)
     dataset = data_options_for(classifier, data_overrides).load(path, require_labels=True).require_texts()
     say(dataset.summary())

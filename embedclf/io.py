@@ -112,14 +112,15 @@ def check_table_path(path: str | Path) -> Path:
     return path
 
 
-def check_output_dir(path: str | Path) -> Path:
-    """Fail before any work if ``path`` cannot become a folder: an existing file, or a parent we cannot write."""
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """Fail before any work if ``path`` cannot become a folder: an existing file, or a parent we cannot write.
+    ``option`` is the command-line option that named it, for the message."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise EmbedclfError(f"{path}: exists and is a file; --out names a folder")
+        raise EmbedclfError(f"{path}: exists and is a file; {option} names a folder")
     parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not os.access(parent, os.W_OK):
-        raise EmbedclfError(f"{parent}: not writable; choose another --out")
+        raise EmbedclfError(f"{parent}: not writable; choose another {option}")
     return path
 
 

@@ -52,7 +52,8 @@ def test_the_encode_batch_size_is_refused_under_its_own_name(tiny_model, tmp_pat
     (["finetune", TICKETS, "--out", "{tmp}/ft", "--warmup", "5"], "--warmup"),
     (["finetune", TICKETS, "--out", "{tmp}/ft", "--lr", "0"], "--lr"),
     (["cooccur", TICKETS, "--out", "{tmp}/r.json", "--threshold", "0"], "threshold must be in (0, 1]"),
-    (["fit", TICKETS, "--label-col", "topics", "--out", "{tmp}/examples"], "exists and is a file"),
+    (["fit", TICKETS, "--label-col", "topics", "--out", "{tmp}/examples"], "exists and is a file; --out names a folder"),
+    (["evaluate", "{tmp}/no-model", TICKETS, "--plots", "{tmp}/examples"], "exists and is a file; --plots names a folder"),
 ])
 def test_other_commands_refuse_bad_options(tmp_path, command, message):
     (tmp_path / "examples").write_text("a file where a folder should go")
