@@ -49,7 +49,7 @@ class Dataset:
     skipped_unlabelled: int = 0
     labels_read_as_missing: dict[str, int] = field(default_factory=dict)  # literal label -> count, rows with text
     id_col: str | None = None  # the column that identifies rows, carried into the outputs; None without one
-    row_ids: list | None = None  # its value in every row of the file (kept or skipped), when there is one
+    row_ids: list | dict | None = None  # its value by row number, for every row of the file (kept or skipped)
 
     def ids(self) -> list | None:
         """The id of each kept text (aligned with ``texts``), or None without an id column."""

@@ -36,14 +36,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 MATRIX_FORMATS = (".npy", ".parquet")
 
 
-def check_matrix_path(path: str | Path) -> Path:
-    """Fail before any work is done if ``path`` cannot take a matrix."""
+def _check_output_file(path: str | Path, formats: tuple[str, ...], expected: str) -> Path:
+    """Fail before any work is done if ``path`` has none of the ``formats``' extensions, or is a directory."""
     path = Path(path)
-    if path.suffix not in MATRIX_FORMATS:
-        raise EmbedclfError(f"{path}: --out must end in .npy (the matrix) or .parquet (row, id, vector)")
+    if path.suffix not in formats:
+        raise EmbedclfError(f"{path}: {expected}")
     if path.is_dir():
         raise EmbedclfError(f"{path}: is a directory")
     return path
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """``data`` as the file ``path``, by an atomic rename; a failure is one line."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def check_matrix_path(path: str | Path) -> Path:
+    """Fail before any work is done if ``path`` cannot take a matrix."""
+    return _check_output_file(path, MATRIX_FORMATS, "--out must end in .npy (the matrix) or .parquet (row, id, vector)")
 
 
 def _umask() -> int:
@@ -61,10 +74,7 @@ def save_matrix(path: str | Path, matrix: np.ndarray, ids: list | None = None, i
         np.save(buffer, np.ascontiguousarray(matrix))
     else:
         _write_embeddings_parquet(buffer, matrix, ids, id_col)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+    _replace_file(path, buffer.getvalue())
 
 
 def _write_embeddings_parquet(buffer, matrix: np.ndarray, ids: list | None, id_col: str | None) -> None:
@@ -97,19 +107,11 @@ def write_table(frame, path: str | Path) -> None:
         frame.to_json(buffer, orient="records", lines=True, force_ascii=False)
     else:
         frame.to_parquet(buffer, index=False)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        raise EmbedclfError(f"{path}: cannot write ({exc.strerror})") from None
+    _replace_file(path, buffer.getvalue())
 
 
 def check_table_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.suffix not in TABLE_FORMATS:
-        raise EmbedclfError(f"{path}: output must end in one of {', '.join(TABLE_FORMATS)}")
-    if path.is_dir():
-        raise EmbedclfError(f"{path}: is a directory")
-    return path
+    return _check_output_file(path, TABLE_FORMATS, f"output must end in one of {', '.join(TABLE_FORMATS)}")
 
 
 def check_output_dir(path: str | Path, option: str = "--out") -> Path:
