@@ -56,7 +56,8 @@ def test_default_grid_has_twenty_linear_and_knn_heads_and_the_example_grid_parse
     assert {h.head for h in example.heads} == {"logreg", "svm", "knn", "mlp"}
     assert ("hidden", (512, 256)) in [p for h in example.heads for p in h.params]
     keys = [c.key for c in example.configurations()]
-    assert len(keys) == len(set(keys)) == len(example.heads) * 3 * 3
+    sparse_heads = sum(h.head != "mlp" for h in example.heads)  # embedding + hybrid at two weights; mlp: embedding
+    assert len(keys) == len(set(keys)) == (sparse_heads * 3 + len(example.heads) - sparse_heads) * 3 * 3
 
 
 @pytest.mark.parametrize("document, message", [
@@ -64,7 +65,9 @@ def test_default_grid_has_twenty_linear_and_knn_heads_and_the_example_grid_parse
     ({"heads": [{"head": "logreg", "C": [1.0, -1.0]}]}, "logreg C=-1: --C must be positive"),
     ({"heads": [{"head": "logreg", "neighbors": [3]}]}, "the logreg head takes no 'neighbors'"),
     ({"heads": [{"head": "knn"}], "threshold_modes": ["median"]}, "threshold mode 'median' is not one of"),
-    ({"heads": [{"head": "knn"}], "features": ["tfidf"]}, "feature set 'tfidf' is not available"),
+    ({"heads": [{"head": "knn"}], "features": ["words"]}, "feature set 'words' is not one of"),
+    ({"heads": [{"head": "mlp"}], "features": ["hybrid"]}, "no head in the grid takes it (logreg, svm, knn do)"),
+    ({"heads": [{"head": "knn"}], "features": ["hybrid"], "tfidf_weights": [0]}, "tfidf_weights must be numbers"),
     ({"heads": [{"head": "knn"}], "rule_thresholds": [1.5]}, "co-occurrence threshold must be in (0, 1]"),
     ({"heads": [{"head": "knn"}], "colour": "red"}, "unknown key 'colour'"),
     ({"heads": []}, "no heads to try"),
@@ -127,6 +130,62 @@ def test_sweep_end_to_end_through_the_cli(tiny_model, tmp_path, grid_file):
     predicted = run("predict", out / "best", test, "--out", tmp_path / "p.csv", *common[2:], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert len(pd.read_csv(tmp_path / "p.csv")) == 60
+
+
+def test_feature_sets_pair_with_the_heads_that_take_them():
+    grid = grid_from_dict({"heads": [{"head": "logreg"}, {"head": "mlp", "epochs": [2]}],
+                           "features": ["embedding", "tfidf", "hybrid"], "tfidf_weights": [0.5, 2.0],
+                           "threshold_modes": ["fixed"]})
+    keys = [c.fit_key for c in grid.configurations()]
+    assert sorted(keys) == sorted(["logreg | features=embedding", "logreg | features=tfidf",
+                                   "logreg | features=hybrid tfidf_weight=0.5", "logreg | features=hybrid tfidf_weight=2",
+                                   "mlp epochs=2 | features=embedding"])
+    assert grid.dense_only_pairs() == 3  # mlp x tfidf and mlp x hybrid at two weights
+
+
+def test_tfidf_is_learnt_per_fold_from_training_rows_only():
+    from embedclf.features.tfidf import tfidf_vectorizer
+    from embedclf.sweep.features import fold_features
+
+    grid = grid_from_dict({"heads": [{"head": "logreg"}], "features": ["embedding", "tfidf", "hybrid"]})
+    texts = ["red apple pie", "red apple tart", "green pear pie", "green pear tart",
+             "blue plum jam", "blue plum jam"]  # "blue plum jam" twice: in validation only below
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    folds = [(np.arange(4), np.arange(4, 6))]
+    matrices = fold_features(grid.configurations(), X, texts, folds)
+    vocabulary = tfidf_vectorizer().fit(texts[:4]).vocabulary_
+    tfidf = matrices["tfidf"][0]
+    assert tfidf.train.shape == (4, len(vocabulary)) and tfidf.valid.nnz == 0  # no validation word was learnt
+    hybrid = matrices["hybrid tfidf_weight=1"][0]
+    assert hybrid.train.shape == (4, 4 + len(vocabulary))
+    assert np.allclose(np.linalg.norm(hybrid.valid.toarray()[:, :4], axis=1), 1.0)  # the embedding, L2-normalised
+    np.testing.assert_array_equal(matrices["embedding"][0].valid, X[4:])
+
+
+def test_a_hybrid_best_configuration_is_saved_with_its_vectoriser_and_predicts(tiny_model, tmp_path):
+    train, test = goemotions_slice(tmp_path, "train", 300), goemotions_slice(tmp_path, "test", 40)
+    grid = tmp_path / "grid.toml"
+    grid.write_text('features = ["hybrid"]\ntfidf_weights = [0.5, 2.0]\nthreshold_modes = ["micro"]\n'
+                    '[[heads]]\nhead = "logreg"\nC = [1.0]\n[[heads]]\nhead = "mlp"\nepochs = [2]\n')
+    out = tmp_path / "sweep"
+    common = ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+    swept = run("sweep", train, *GO_ARGS, "--grid", grid, "--out", out, *common, cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    assert "2 head x feature set pairs left out: mlp and chain take the embedding only" in swept.stderr
+    records = read_results(out)
+    assert sorted(r["configuration"]["tfidf_weight"] for r in records) == [0.5, 2.0]
+    assert all(r["status"] == "ok" and r["predict_ms_per_1k"] > 0 for r in records)
+    best = json.loads((out / "best" / "model.json").read_text())
+    assert best["info"]["sweep"]["configuration"] == ranked_first(out)
+    assert best["features"]["kind"] == "hybrid" and (out / "best" / "features.skops").exists()
+    assert best["features"]["tfidf_weight"] == float(ranked_first(out).split("tfidf_weight=")[1].split(" ")[0])
+    predicted = run("predict", out / "best", test, "--out", tmp_path / "p.csv", *common[2:], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+
+
+def ranked_first(out) -> str:
+    return pd.read_csv(out / "leaderboard.csv").iloc[0]["configuration"]
 
 
 def test_validation_metrics_match_fit_on_the_same_split(tiny_model, tmp_path, grid_file):

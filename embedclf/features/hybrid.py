@@ -52,14 +52,20 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         return self._join(encoder.transform(X), tfidf.transform(X))
 
     def _join(self, dense: np.ndarray, terms) -> sparse.csr_matrix:
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        dense = dense / np.where(norms > 0, norms, 1.0) * self.dense_weight
         self.n_features_out_ = dense.shape[1] + terms.shape[1]
-        return sparse.hstack([sparse.csr_matrix(dense.astype(np.float32)), terms * self.sparse_weight],
-                             format="csr", dtype=np.float32)
+        return join_blocks(dense, terms, self.dense_weight, self.sparse_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+def join_blocks(dense: np.ndarray, terms, dense_weight: float = 1.0, sparse_weight: float = 1.0) -> sparse.csr_matrix:
+    """``[dense_weight * dense / ||dense||, sparse_weight * terms]`` as one float32 CSR matrix: the hybrid
+    features from vectors and a TF-IDF matrix already at hand (the sweep and the benchmarks build it so)."""
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    dense = dense / np.where(norms > 0, norms, 1.0) * dense_weight
+    return sparse.hstack([sparse.csr_matrix(dense.astype(np.float32)), terms * sparse_weight],
+                         format="csr", dtype=np.float32)

@@ -8,6 +8,8 @@ stable ``key`` by which ``--resume`` knows what is finished.
 
 Threshold modes and rule thresholds are decisions taken on a fitted head's validation scores, so a
 head is fitted once per fold and every decision is tried on its scores: they cost almost nothing.
+Feature sets (``embedding``, ``tfidf``, ``hybrid`` at each of ``tfidf_weights``) pair only with the
+heads that take them: the MLP and chains take the dense embedding alone.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedclf.errors import EmbedclfError
+from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURE_SETS, SPARSE_HEADS
 
 THRESHOLD_MODES = ("fixed", "micro", "macro")  # 0.5 (or --threshold); tuned for micro-F1; tuned per label
-FEATURE_SETS = ("embedding",)  # the seam for other feature sets (tf-idf, hybrid): a runner branch each
 BUILT_IN = ("default", "mlp")
 NONE_WORDS = ("none", "null")  # TOML has no null: these strings stand for "not set"
 
@@ -44,17 +46,26 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class Configuration:
-    """One row of the leaderboard: a head config, a feature set and how its scores become decisions."""
+    """One row of the leaderboard: a head config, a feature set and how its scores become decisions.
+
+    ``tfidf_weight`` is the TF-IDF block's weight for ``hybrid`` features, None for the others.
+    """
 
     head: HeadConfig
     features: str = "embedding"
     thresholds: str = "fixed"
     rule_threshold: float | None = None
+    tfidf_weight: float | None = None
+
+    @property
+    def feature_key(self) -> str:
+        """The features the head is fitted on: configurations sharing it share one matrix per fold."""
+        return self.features if self.tfidf_weight is None else f"{self.features} tfidf_weight={self.tfidf_weight:g}"
 
     @property
     def fit_key(self) -> str:
         """What is fitted: configurations sharing it share one fitted head per fold."""
-        return f"{self.head.label()} | features={self.features}"
+        return f"{self.head.label()} | features={self.feature_key}"
 
     @property
     def key(self) -> str:
@@ -63,7 +74,8 @@ class Configuration:
 
     def as_record(self) -> dict:
         return {"head": self.head.head, "params": {k: _jsonable(v) for k, v in self.head.params},
-                "features": self.features, "thresholds": self.thresholds, "rule_threshold": self.rule_threshold}
+                "features": self.features, "tfidf_weight": self.tfidf_weight, "thresholds": self.thresholds,
+                "rule_threshold": self.rule_threshold}
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Grid:
     rule_thresholds: tuple[float | None, ...] = (None,)
     rule_min_support: int = 5
     features: tuple[str, ...] = ("embedding",)
+    tfidf_weights: tuple[float, ...] = (DEFAULT_TFIDF_WEIGHT,)
     source: str = field(default="the grid", compare=False)
 
     def __post_init__(self):
@@ -82,7 +95,7 @@ class Grid:
         if not self.heads:
             raise EmbedclfError(f"{where}: no heads to try; add a [[heads]] table")
         for name, values in (("threshold_modes", self.threshold_modes), ("features", self.features),
-                             ("rule_thresholds", self.rule_thresholds)):
+                             ("rule_thresholds", self.rule_thresholds), ("tfidf_weights", self.tfidf_weights)):
             if not values:
                 raise EmbedclfError(f"{where}: {name} is empty")
             if len(set(values)) != len(values):
@@ -92,8 +105,14 @@ class Grid:
                 raise EmbedclfError(f"{where}: threshold mode {mode!r} is not one of: {', '.join(THRESHOLD_MODES)}")
         for features in self.features:
             if features not in FEATURE_SETS:
-                raise EmbedclfError(f"{where}: feature set {features!r} is not available; "
-                                    f"this version has: {', '.join(FEATURE_SETS)}")
+                raise EmbedclfError(f"{where}: feature set {features!r} is not one of: {', '.join(FEATURE_SETS)}")
+        for weight in self.tfidf_weights:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 100:
+                raise EmbedclfError(f"{where}: tfidf_weights must be numbers above 0 and at most 100, got {weight!r}")
+        sparse_features = [f for f in self.features if f != "embedding"]
+        if sparse_features and not any(h.head in SPARSE_HEADS for h in self.heads):
+            raise EmbedclfError(f"{where}: feature set {sparse_features[0]!r} is sparse and no head in the grid "
+                                f"takes it ({', '.join(SPARSE_HEADS)} do)")
         from embedclf.postprocess.rule_inputs import RuleSettings
 
         try:
@@ -113,13 +132,25 @@ class Grid:
         """Every configuration; without a multi-label target thresholds and rules do not apply and collapse."""
         modes = self.threshold_modes if multilabel else ("fixed",)
         rules = self.rule_thresholds if multilabel else (None,)
-        return [Configuration(head, features, mode, rule)
-                for head, features, mode, rule in itertools.product(self.heads, self.features, modes, rules)]
+        return [Configuration(head, features, mode, rule, weight)
+                for head, (features, weight), mode, rule in itertools.product(self.heads, self._feature_sets(),
+                                                                             modes, rules)
+                if features == "embedding" or head.head in SPARSE_HEADS]
+
+    def dense_only_pairs(self) -> int:
+        """How many head × feature set pairs are left out because the head takes dense input only."""
+        return sum(features != "embedding" and head.head not in SPARSE_HEADS
+                   for head in self.heads for features, _ in self._feature_sets())
+
+    def _feature_sets(self) -> list[tuple[str, float | None]]:
+        return [(features, weight) for features in self.features
+                for weight in (self.tfidf_weights if features == "hybrid" else (None,))]
 
     def as_record(self) -> dict:
         return {"heads": [{"head": h.head, **{k: _jsonable(v) for k, v in h.params}} for h in self.heads],
                 "threshold_modes": list(self.threshold_modes), "rule_thresholds": list(self.rule_thresholds),
-                "rule_min_support": self.rule_min_support, "features": list(self.features)}
+                "rule_min_support": self.rule_min_support, "features": list(self.features),
+                "tfidf_weights": list(self.tfidf_weights)}
 
 
 def expand_head(head: str, axes: dict[str, list]) -> list[HeadConfig]:
@@ -162,7 +193,7 @@ def load_grid(spec: str | Path) -> Grid:
 
 
 def grid_from_dict(document: dict, source: str = "the grid") -> Grid:
-    known = {"heads", "threshold_modes", "rule_thresholds", "rule_min_support", "features"}
+    known = {"heads", "threshold_modes", "rule_thresholds", "rule_min_support", "features", "tfidf_weights"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise EmbedclfError(f"{source}: unknown key {unknown[0]!r}; expected: {', '.join(sorted(known))}")
@@ -184,7 +215,9 @@ def grid_from_dict(document: dict, source: str = "the grid") -> Grid:
         return Grid(tuple(heads), tuple(_list(document.get("threshold_modes", list(THRESHOLD_MODES)),
                                               "threshold_modes", source)),
                     rules, document.get("rule_min_support", 5),
-                    tuple(_list(document.get("features", ["embedding"]), "features", source)), source=source)
+                    tuple(_list(document.get("features", ["embedding"]), "features", source)),
+                    tuple(_list(document.get("tfidf_weights", [DEFAULT_TFIDF_WEIGHT]), "tfidf_weights", source)),
+                    source=source)
     except TypeError as exc:  # a list holding a table, say: unhashable
         raise EmbedclfError(f"{source}: {exc}") from None
 

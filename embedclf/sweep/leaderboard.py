@@ -31,7 +31,7 @@ def leaderboard_frame(records: list[dict], metric: str):
         config = record["configuration"]
         score = -record["score"] if key in LOWER_IS_BETTER else record["score"]
         rows.append({"rank": rank, "configuration": record["key"], "head": config["head"],
-                     "thresholds": config["thresholds"], "rules": config["rule_threshold"], metric: score,
+                     "features": _features(config), "thresholds": config["thresholds"], "rules": config["rule_threshold"], metric: score,
                      **{k: v for k, v in summary_metrics(record["metrics"]).items() if k != key},
                      "fit_seconds": record["fit_seconds"],
                      "predict_ms_per_1k": record["predict_ms_per_1k"], "n_rules": record["n_rules"],
@@ -40,7 +40,7 @@ def leaderboard_frame(records: list[dict], metric: str):
         if record["status"] != "ok":
             config = record["configuration"]
             rows.append({"rank": None, "configuration": record["key"], "head": config["head"],
-                         "thresholds": config["thresholds"], "rules": config["rule_threshold"],
+                         "features": _features(config), "thresholds": config["thresholds"], "rules": config["rule_threshold"],
                          "status": "failed", "error": record["error"]})
     frame = pd.DataFrame(rows)
     for column in ("rank", "n_rules", "folds"):  # counts, blank on failed rows
@@ -63,7 +63,7 @@ def write_leaderboard(out: str | Path, records: list[dict], metric: str) -> tupl
 
 def markdown(frame, metric: str) -> str:
     """The leaderboard as a Markdown table: metrics to 4 places, seconds to 2, the failures' reasons last."""
-    shown = [c for c in frame.columns if c not in ("head", "thresholds", "rules", "folds")]
+    shown = [c for c in frame.columns if c not in ("head", "features", "thresholds", "rules", "folds")]
     lines = [f"# Sweep leaderboard, ranked by validation {metric}", "",
              "| " + " | ".join(shown) + " |", "|" + "|".join("---:" if c not in ("configuration", "status", "error")
                                                             else "---" for c in shown) + "|"]
@@ -120,6 +120,14 @@ def plot_leaderboard(frame, metric: str, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _features(config: dict) -> str:
+    weight = config.get("tfidf_weight")
+    return config["features"] if weight is None else f"{config['features']} (tfidf_weight {weight:g})"
+
+
 def _short(key: str) -> str:
     """A configuration key without its ``features=embedding`` part, for an axis label."""
-    return key.replace(" | features=embedding", "").replace("thresholds=", "thr ").replace("rules=", "rules ")
+    for long, short in ((" | features=embedding", ""), (" | features=", " | "), ("tfidf_weight=", "w"),
+                        ("thresholds=", "thr "), ("rules=", "rules ")):
+        key = key.replace(long, short)
+    return key

@@ -88,15 +88,20 @@ def sweep_files(train_path, out, grid: Grid, encoder_settings, settings: SweepSe
     todo = [c for c in configurations if c.key not in folder.done]
     say(f"{len(configurations)} configurations ({len({c.fit_key for c in configurations})} heads to fit"
         + (f"; {len(configurations) - len(todo)} already done, skipped" if settings.resume else "") + ")")
+    if grid.dense_only_pairs():
+        say(f"{grid.dense_only_pairs()} head x feature set pairs left out: mlp and chain take the embedding only")
     X = encoder.encode(train.texts)
     say(f"train embeddings: {encoder.last_report.summary(encoder.max_length)}")
-    Y_all = Y
+    Y_all, texts = Y, list(train.texts)
     if valid_data is not None:
         X_valid = encoder.encode(valid_data.texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
         Y_valid = labelled_matrix(space, valid_data, say)
-        X, Y_all = np.vstack([X, X_valid]), np.vstack([Y, Y_valid])
+        X, Y_all, texts = np.vstack([X, X_valid]), np.vstack([Y, Y_valid]), texts + list(valid_data.texts)
         folds = [(np.arange(len(Y)), np.arange(len(Y), len(Y_all)))]
+    from embedclf.sweep.features import fold_features
+
+    matrices = fold_features(todo, X, texts, folds)
     folder.start()
     from embedclf.track_runs import sweep_tracking
 
@@ -104,7 +109,7 @@ def sweep_files(train_path, out, grid: Grid, encoder_settings, settings: SweepSe
         if tracker is not None:
             tracker.start_sweep(grid, settings, signature, encoder.settings.to_record())
             say(f"tracking as MLflow run {tracker.tracker.parent_id}, a child run per configuration")
-        _run(todo, X, Y_all, folds, space, metric, grid, settings, folder, tracker)
+        _run(todo, matrices, Y_all, folds, space, metric, grid, settings, folder, tracker)
         return _finish(folder, metric, settings, grid, train, space, encoder, data_options, out, tracker, say)
 
 
@@ -122,7 +127,7 @@ def _folds(Y: np.ndarray, settings: SweepSettings) -> list[tuple[np.ndarray, np.
     return [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(len(Y)), Y)]
 
 
-def _run(todo, X, Y, folds, space, metric, grid: Grid, settings: SweepSettings, folder, tracker) -> None:
+def _run(todo, matrices, Y, folds, space, metric, grid: Grid, settings: SweepSettings, folder, tracker) -> None:
     """Fit the configurations still to do, in parallel, recording each group as it finishes."""
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -133,8 +138,9 @@ def _run(todo, X, Y, folds, space, metric, grid: Grid, settings: SweepSettings, 
     for configuration in todo:
         groups[configuration.fit_key].append(configuration)
     show = settings.progress if settings.progress is not None else sys.stderr.isatty()
-    jobs = (delayed(fit_and_score)(group, X, Y, folds, space, metric, settings.threshold, grid.rule_min_support,
-                                   settings.seed) for group in groups.values())
+    jobs = (delayed(fit_and_score)(group, matrices[group[0].feature_key], Y, folds, space, metric,
+                                   settings.threshold, grid.rule_min_support, settings.seed)
+            for group in groups.values())
     with tqdm(total=len(todo), unit="config", desc="sweep", disable=not show, file=sys.stderr) as bar:
         for records in Parallel(n_jobs=settings.jobs, return_as="generator_unordered")(jobs):
             folder.add(records)
@@ -168,6 +174,7 @@ def refit_best(best: dict, train, space, encoder, data_options, settings: SweepS
                say) -> Path:
     """The best configuration fitted on all of TRAIN and saved as a model folder; its decision thresholds are
     the ones tuned on validation during the sweep (the median over folds), its rules learnt from all of TRAIN."""
+    from embedclf.features import DEFAULT_TFIDF_WEIGHT
     from embedclf.fit import FitSettings, fit_classifier
     from embedclf.sweep.grid import Configuration, HeadConfig
     from embedclf.sweep.scoring import build_head
@@ -175,14 +182,16 @@ def refit_best(best: dict, train, space, encoder, data_options, settings: SweepS
     record = best["configuration"]
     params = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in record["params"].items()))
     configuration = Configuration(HeadConfig(record["head"], params), record["features"], record["thresholds"],
-                                  record["rule_threshold"])
+                                  record["rule_threshold"], record.get("tfidf_weight"))
     rules = None
     if configuration.rule_threshold is not None:
         from embedclf.postprocess.model_rules import learn_rules
 
         rules = learn_rules(train, configuration.rule_threshold, grid.rule_min_support)
     classifier = fit_classifier(train, build_head(configuration, settings.seed), encoder,
-                                FitSettings(threshold=settings.threshold, seed=settings.seed),
+                                FitSettings(threshold=settings.threshold, seed=settings.seed,
+                                            features=configuration.features,
+                                            tfidf_weight=configuration.tfidf_weight or DEFAULT_TFIDF_WEIGHT),
                                 data_options=data_options, rules=rules, say=say)
     classifier.thresholds = np.asarray(best["thresholds"], dtype=float)
     tuned = configuration.thresholds != "fixed"

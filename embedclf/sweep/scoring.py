@@ -19,13 +19,6 @@ from embedclf.sweep.grid import Configuration
 from embedclf.sweep.metrics import headline, metric_value
 
 
-def features_for(name: str, X: np.ndarray) -> np.ndarray:
-    """The matrix a head is fitted on for feature set ``name`` (only embeddings in this version)."""
-    if name != "embedding":
-        raise ValueError(f"feature set {name!r} is not available")
-    return X
-
-
 def build_head(configuration: Configuration, seed: int):
     """The configuration's head, seeded like ``embedclf fit --seed`` seeds it."""
     from embedclf.heads import head_params
@@ -35,18 +28,21 @@ def build_head(configuration: Configuration, seed: int):
     return configuration.head.build(**extra)
 
 
-def fit_and_score(configurations: list[Configuration], X: np.ndarray, Y: np.ndarray, folds, space: LabelSpace,
+def fit_and_score(configurations: list[Configuration], matrices, Y: np.ndarray, folds, space: LabelSpace,
                   metric: str, threshold: float = 0.5, min_support: int = 5, seed: int = 0) -> list[dict]:
-    """Records for ``configurations`` (all sharing one ``fit_key``): validation metrics averaged over ``folds``."""
+    """Records for ``configurations`` (all sharing one ``fit_key``): validation metrics averaged over ``folds``.
+
+    ``matrices`` are their feature set's :class:`~embedclf.sweep.features.FoldFeatures`, one per fold.
+    """
     try:
-        return _fit_and_score(configurations, X, Y, folds, space, metric, threshold, min_support, seed)
+        return _fit_and_score(configurations, matrices, Y, folds, space, metric, threshold, min_support, seed)
     except Exception as exc:  # noqa: BLE001 (any failure of one configuration is recorded; the sweep goes on)
         reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
         return [{"key": c.key, "configuration": c.as_record(), "status": "failed", "error": reason}
                 for c in configurations]
 
 
-def _fit_and_score(configurations, X, Y, folds, space, metric, threshold, min_support, seed) -> list[dict]:
+def _fit_and_score(configurations, matrices, Y, folds, space, metric, threshold, min_support, seed) -> list[dict]:
     from embedclf.evaluate import evaluate
     from embedclf.postprocess.thresholds import tune_thresholds
 
@@ -54,7 +50,7 @@ def _fit_and_score(configurations, X, Y, folds, space, metric, threshold, min_su
     fit_seconds, predict_ms, curves = [], [], {}
     first = configurations[0]
     for fold, (train_rows, valid_rows) in enumerate(folds):
-        X_train, X_valid = features_for(first.features, X[train_rows]), features_for(first.features, X[valid_rows])
+        X_train, X_valid = matrices[fold].train, matrices[fold].valid
         Y_train, Y_valid = Y[train_rows], Y[valid_rows]
         head = build_head(first, seed)
         fit_params = {"layout": space.layout}
@@ -65,7 +61,7 @@ def _fit_and_score(configurations, X, Y, folds, space, metric, threshold, min_su
         fit_seconds.append(time.perf_counter() - start)
         start = time.perf_counter()
         scores = np.asarray(head.predict_proba(X_valid), dtype=np.float32)
-        predict_ms.append((time.perf_counter() - start) * 1000 / len(X_valid) * 1000)
+        predict_ms.append((time.perf_counter() - start) * 1e6 / len(valid_rows) + matrices[fold].transform_ms_per_1k)
         if fold == 0 and hasattr(head, "loss_curve_"):
             curves = {"train_loss": [float(v) for v in head.loss_curve_],
                       "validation_loss": [float(v) for v in getattr(head, "validation_loss_curve_", [])]}
