@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.accuracy import load_splits  # noqa: E402
 from embedclf.encode.encoder import Encoder  # noqa: E402
 from embedclf.evaluate import evaluate  # noqa: E402
+from embedclf.features.hybrid import join_blocks  # noqa: E402
 from embedclf.features.tfidf import tfidf_vectorizer  # noqa: E402
 from embedclf.heads import make_head  # noqa: E402
 from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, iter_blocks  # noqa: E402
@@ -36,12 +36,6 @@ from embedclf.postprocess.thresholds import tune_thresholds  # noqa: E402
 
 GRIDS = {"logreg": (1.0, 4.0, 16.0), "svm": (0.1, 0.5, 2.0)}  # the same grid for a head and its baseline
 FEATURE_SETS = ("embedding", "tfidf", "hybrid")
-
-
-def hybrid(dense: np.ndarray, terms, weight: float = 1.0):
-    """What ``HybridFeatures`` gives, from vectors already in memory."""
-    dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
-    return sparse.hstack([sparse.csr_matrix(dense), terms * weight], format="csr", dtype=np.float32)
 
 
 class Baseline:
@@ -110,12 +104,13 @@ def run_config(space, name, make, X, Y, X_valid, Y_valid, X_test, Y_test, extra_
     S_test = model.predict_proba(X_test)
     predict_seconds = time.perf_counter() - start + extra_predict
     macro = tune_thresholds(Y_valid, S_valid, space.layout, objective="macro")
-    results = {}
+    results, decisions = {}, {}
     for mode, thresholds in (("tuned (micro)", micro), ("tuned (macro)", macro)):
-        report = evaluate(space, Y_test, block_decisions(S_test, space.layout, thresholds), S_test)
+        decisions[mode] = block_decisions(S_test, space.layout, thresholds)
+        report = evaluate(space, Y_test, decisions[mode], S_test)
         results[mode] = {t: {k: v for k, v in m.items() if k in ("micro_f1", "macro_f1", "accuracy")}
                          for t, m in report["targets"].items()}
-    return {"C": C, "valid_headline": round(score, 4), "fit_seconds": round(seconds + extra_fit, 2),
+    return decisions, {"C": C, "valid_headline": round(score, 4), "fit_seconds": round(seconds + extra_fit, 2),
             "predict_ms_per_1k": round(1e6 * predict_seconds / X_test.shape[0], 2), "test": results,
             "cooccurrence": cooccurrence_effect(space, Y, Y_valid, S_valid, Y_test, S_test)}
 
@@ -155,6 +150,35 @@ def cooccurrence_effect(space, Y, Y_valid, S_valid, Y_test, S_test) -> dict | No
     return out
 
 
+def margins(space, Y_test, decided: dict, rounds: int = 1000, seed: int = 0) -> dict:
+    """Per headline metric: the best embedclf column against the best baseline on test, and a paired bootstrap
+    of their difference over test rows (95% interval): the noise floor a margin has to clear."""
+    from sklearn.metrics import f1_score
+
+    def metric_fns():
+        for target, block in zip(space.targets, space.slices):
+            if target.kind == MULTICLASS:
+                yield f"{target.name} accuracy", "tuned (micro)", lambda Y, D, b=block: float(
+                    (Y[:, b].argmax(1) == D[:, b].argmax(1))[Y[:, b].any(1)].mean())
+            else:
+                for average in ("micro", "macro"):
+                    yield f"{target.name} {average}-F1", f"tuned ({average})", lambda Y, D, b=block, a=average: float(
+                        f1_score(Y[:, b], D[:, b], average=a, zero_division=0))
+
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(Y_test), len(Y_test)) for _ in range(rounds)]
+    out = {}
+    for name, mode, fn in metric_fns():
+        scored = {label: fn(Y_test, d[mode]) for label, d in decided.items()}
+        ours = max((l for l in scored if not l.startswith("baseline")), key=scored.get)
+        theirs = max((l for l in scored if l.startswith("baseline")), key=scored.get)
+        diffs = [fn(Y_test[i], decided[ours][mode][i]) - fn(Y_test[i], decided[theirs][mode][i]) for i in samples]
+        out[name] = {"ours": ours, "theirs": theirs, "difference": round(scored[ours] - scored[theirs], 4),
+                     "ci95": [round(float(np.percentile(diffs, 2.5)), 4), round(float(np.percentile(diffs, 97.5)), 4)]}
+        print(f"   {name}: {ours} - {theirs} = {out[name]['difference']:+.4f}, 95% {out[name]['ci95']}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="goemotions,reuters,cfpb")
@@ -182,16 +206,16 @@ def main() -> None:
         vectorizer.transform(split.test.texts)
         tfidf_predict = time.perf_counter() - start
         features = {"embedding": dense, "tfidf": terms,
-                    "hybrid": [hybrid(d, t, args.tfidf_weight) for d, t in zip(dense, terms)]}
-        rows = []
+                    "hybrid": [join_blocks(d, t, sparse_weight=args.tfidf_weight) for d, t in zip(dense, terms)]}
+        rows, decided = [], {}
         configs = [(f"{f} + {h}", features[f], (lambda C, h=h: make_head(h, C=C)), f != "embedding")
                    for f in FEATURE_SETS for h in ("logreg", "svm")]
         configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", terms,
                      (lambda C, k=k: Baseline(k, C)), True) for k in ("svm", "logreg")]
         for label, (X, X_valid, X_test), make, uses_tfidf in configs:
             print(f"   {label}", flush=True)
-            row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
-                             tfidf_fit if uses_tfidf else 0.0, tfidf_predict if uses_tfidf else 0.0)
+            decided[label], row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
+                                             tfidf_fit if uses_tfidf else 0.0, tfidf_predict if uses_tfidf else 0.0)
             rows.append({"dataset": split.name, "method": label.replace(" svm", "").replace(" logreg", "")
                          if label.startswith("baseline") else label, **row,
                          "train_rows": len(split.train.texts), "test_rows": len(split.test.texts),
@@ -200,6 +224,7 @@ def main() -> None:
             print(f"      -> C={row['C']} test {json.dumps(row['test']['tuned (micro)'])}", flush=True)
         results["quick"] = args.quick
         results["rows"] = [r for r in results["rows"] if r["dataset"] != split.name] + rows
+        results.setdefault("margins", {})[split.name] = margins(space, Y_test, decided)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))  # after each data set, so a failure later keeps the rest
 

@@ -52,7 +52,9 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
              "same validation split from the same grid (logreg 1/4/16, svm 0.1/0.5/2), by validation "
              "micro-F1 with one tuned threshold (multi-label) or mean accuracy (multi-class). Multi-label "
              "micro-F1 uses one threshold tuned for micro-F1, macro-F1 per-label thresholds tuned for macro-F1, "
-             "both on validation with the same tuner for every column. **Bold**: the best of the row; the "
+             "both on validation with the same tuner for every column. The margin's interval is a paired bootstrap "
+             "of the two best columns' difference over test rows (1,000 resamples, 95%): the noise floor the "
+             "margin has to clear. **Bold**: the best of the row; the "
              "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked.", ""]
     if features.get("quick") or any(r.get("sampled") for r in rows):
         lines += ["*Seeded samples of the splits (accuracy.py's quick samples): see the rows per data set.*", ""]
@@ -75,6 +77,9 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
             ours = max((v for m, v in values.items() if not m.startswith("baseline")), default=None)
             theirs = max((v for m, v in values.items() if m.startswith("baseline")), default=None)
             margin = f"{100 * (ours - theirs):+.1f} points" if None not in (ours, theirs) else "–"
+            interval = features.get("margins", {}).get(dataset, {}).get(metric, {}).get("ci95")
+            if interval:
+                margin += f" ({100 * interval[0]:+.1f} to {100 * interval[1]:+.1f})"
             lines.append(f"| {name} | {metric} | " + " | ".join(shown) + f" | {margin} | {extra} |")
             name = ""
     lines += ["", "Time: fit is the TF-IDF vectoriser's fit (tfidf, hybrid, baselines) plus the head's fit at the "
