@@ -159,8 +159,13 @@ class Connection:
         """Send a prepared request, read the whole reply; its status."""
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
-        await self.reader.readexactly(length)
+        fields = head.lower().split(b"content-length:", 1)
+        if len(fields) == 2:
+            await self.reader.readexactly(int(fields[1].split(b"\r\n", 1)[0]))
+        else:  # chunked (another server may stream its reply)
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readuntil(b"\r\n")
         return int(head[9:12])
 
     def close(self) -> None:
