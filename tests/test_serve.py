@@ -274,13 +274,16 @@ def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(t
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])  # SIGINT is Ctrl-C
-def test_a_signal_lets_the_request_in_flight_finish_then_exits_0(tiny_model, stop):
+def test_a_signal_lets_the_request_in_flight_finish_then_exits_0(tiny_model, stop, tmp_path):
     import json
     import signal
 
+    from embedclf.encode.cache import EmbeddingCache
+
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "embedclf", "serve", "--model", tiny_model, "--device", "cpu",
-                                "--port", str(port)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                "--port", str(port), "--cache", tmp_path / "cache"], stderr=subprocess.PIPE,
+                               text=True, cwd=ROOT)
     try:
         for line in process.stderr:
             if line.startswith("ready:"):
@@ -302,6 +305,8 @@ def test_a_signal_lets_the_request_in_flight_finish_then_exits_0(tiny_model, sto
         assert process.wait(timeout=60) == 0
         rest = process.stderr.read()
         assert "stopping" in rest and "stopped" in rest and "Traceback" not in rest
+        [space] = EmbeddingCache(tmp_path / "cache").spaces()  # what it encoded was written on the way out
+        assert (space.entries, space.shards) == (2, 1)
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
@@ -357,15 +362,19 @@ def test_length_runs_cut_a_group_into_the_cheapest_passes(seed):
 
 
 def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
-    texts = sample_texts(6, seed=5)
+    texts = sample_texts(30, seed=5)
     cache = tmp_path / "cache"
     service = Service.prepare(EncoderSettings(tiny_model, device="cpu", precision="fp32"), cache=str(cache))
     with serving(service.load) as (url, _):
         wait_ready(url)
-        first = httpx.post(f"{url}/v1/embeddings", json={"input": texts}, timeout=30).json()
-        assert service.encoder.last_report.encoded == len(texts)
-        again = httpx.post(f"{url}/v1/embeddings", json={"input": texts[::-1]}, timeout=30).json()
-        assert service.encoder.last_report.cached == len(texts) and service.encoder.last_report.encoded == 0
+        first = httpx.post(f"{url}/v1/embeddings", json={"input": texts[:6]}, timeout=30).json()
+        assert service.encoder.last_report.encoded == 6
+        again = httpx.post(f"{url}/v1/embeddings", json={"input": texts[:6][::-1]}, timeout=30).json()
+        assert service.encoder.last_report.cached == 6 and service.encoder.last_report.encoded == 0  # from memory
+        for text in texts[6:]:  # 24 more model calls, one text each
+            httpx.post(f"{url}/v1/embeddings", json={"input": text}, timeout=30).raise_for_status()
+        assert list(cache.glob("*/shards/*.npy")) == []  # held in memory until 4,096 texts, 30 s, or the end
+    assert len(list(cache.glob("*/shards/*.npy"))) == 1  # the shutdown wrote them, as one shard
     served = np.array([e["embedding"] for e in first["data"]], dtype=np.float32)
     np.testing.assert_array_equal(np.array([e["embedding"] for e in again["data"]], np.float32)[::-1], served)
     data = tmp_path / "texts.csv"
@@ -373,7 +382,10 @@ def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
     result = cli_here("encode", data, "--model", tiny_model, "--device", "cpu", "--precision", "fp32", "--cache",
                       cache, "--out", tmp_path / "X.npy")
     assert f"{len(texts)} cached, 0 encoded" in result.output  # the CLI finds what the service stored
-    np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), served)
+    np.testing.assert_array_equal(np.load(tmp_path / "X.npy")[:6], served)
+    cli_here("encode", data, "--model", tiny_model, "--device", "cpu", "--precision", "fp32", "--no-cache", "--out",
+             tmp_path / "fresh.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "X.npy"), np.load(tmp_path / "fresh.npy"), rtol=0, atol=1e-5)
 
 
 def test_a_failing_model_call_fails_its_requests_only(tiny_model):

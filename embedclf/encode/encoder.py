@@ -150,6 +150,18 @@ class Encoder:
             self._space = self.cache.space(self.config)
         return self._space
 
+    def buffer_writes(self, max_texts: int = 4096, max_seconds: float = 30.0):
+        """For long-running callers that encode a few texts per call (a server): hold new vectors in memory
+        and commit a shard per ``max_texts`` or ``max_seconds`` instead of one per call. Returns the
+        :class:`~embedclf.encode.write_buffer.BufferedSpace` (call its ``close()`` at the end), None without a cache."""
+        from embedclf.encode.write_buffer import BufferedSpace
+
+        space = self.space
+        if space is None or isinstance(space, BufferedSpace):
+            return space
+        self._space = BufferedSpace(space, max_texts=max_texts, max_seconds=max_seconds)
+        return self._space
+
     @property
     def dimension(self) -> int:
         return self.embedder.dimension

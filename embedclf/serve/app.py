@@ -46,12 +46,17 @@ def create_app(load: Callable, settings: ServeSettings = ServeSettings(), *,
 
     @asynccontextmanager
     async def lifespan(app):
-        loading = asyncio.get_running_loop().create_task(_load(state, load, on_ready, on_error))
+        loop = asyncio.get_running_loop()
+        loading = loop.create_task(_load(state, load, on_ready, on_error))
+        flushing = loop.create_task(_flush_cache_when_due(state))
         yield
-        loading.cancel()
-        await asyncio.gather(loading, return_exceptions=True)
+        for task in (loading, flushing):
+            task.cancel()
+        await asyncio.gather(loading, flushing, return_exceptions=True)
         if state.batcher is not None:
             await state.batcher.stop()
+        if state.service is not None:  # the requests are answered: what they encoded goes to the cache
+            await asyncio.to_thread(state.service.flush_cache)
 
     app = FastAPI(title="embedclf", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.embedclf = state
@@ -154,6 +159,14 @@ async def _load(state: State, load: Callable, on_ready, on_error) -> None:
     state.batcher, state.service = batcher, service
     if on_ready is not None:
         on_ready(service)
+
+
+async def _flush_cache_when_due(state: State, every: float = 1.0) -> None:
+    """Commit the vectors held for the cache once the oldest is due, even when no request comes."""
+    while True:
+        await asyncio.sleep(every)
+        if state.service is not None:
+            await asyncio.to_thread(state.service.flush_cache, True)
 
 
 def _authorise(request, settings: ServeSettings) -> None:

@@ -1,9 +1,11 @@
 """Dynamic batching: concurrent requests merged into one forward pass, the model run off the event loop.
 
 Requests wait in a queue that one worker drains. The worker takes the oldest request and adds the
-next ones while the group still fits one forward pass of the encoder's policy (``batch_size`` texts,
-``max_batch_tokens`` padded tokens, as ``embedclf encode`` batches); a single request larger than that
-is taken alone and split by the encoder. It waits up to ``max_wait_ms`` for company, but only while
+next ones while the group still fits ``passes`` forward passes of the encoder's policy (``batch_size``
+texts, ``max_batch_tokens`` padded tokens each, as ``embedclf encode`` batches): a larger group sorts
+by length into fuller passes with less padding (a pass has a fixed cost of several short texts), and a
+request waits at most for the group ahead of it. A single request larger than that is taken alone
+and split by the encoder. It waits up to ``max_wait_ms`` for company, but only while
 other requests are still being read: a lone client is never held back. The group then runs in one
 thread of its own (``run_in_executor``), so the loop keeps answering ``/health`` and reading requests
 while the model works, and the next group forms meanwhile.
@@ -43,6 +45,7 @@ class Output:
 
 # work(texts, tokens, score_rows) -> (vectors of texts, scores of texts[score_rows] or None), in the model's thread
 Work = Callable[[list[str], np.ndarray, np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+GROUP_PASSES = 4  # a group holds up to this many forward passes' worth of texts
 PASS_OVERHEAD_TOKENS = 48  # one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread)
 
 
@@ -71,8 +74,9 @@ def length_runs(tokens: np.ndarray, overhead: int = PASS_OVERHEAD_TOKENS) -> lis
 class Batcher:
     """Merge concurrent :meth:`submit` calls into groups that fit one forward pass, and run them with ``work``."""
 
-    def __init__(self, work: Work, *, batch_size: int, batch_tokens: int, max_wait_ms: float, metrics=None):
-        self.work, self.batch_size, self.batch_tokens = work, batch_size, batch_tokens
+    def __init__(self, work: Work, *, batch_size: int, batch_tokens: int, max_wait_ms: float, metrics=None,
+                 passes: int = GROUP_PASSES):
+        self.work, self.batch_size, self.batch_tokens = work, batch_size * passes, batch_tokens * passes
         self.max_wait = max_wait_ms / 1000
         self.metrics = metrics
         self._pending: collections.deque[Job] = collections.deque()
@@ -127,7 +131,7 @@ class Batcher:
                 raise
 
     async def _gather(self, group: list[Job]) -> None:
-        """Fill ``group`` with the oldest request and those that fit one forward pass with it."""
+        """Fill ``group`` with the oldest request and those that fit the group's passes with it."""
         loop = asyncio.get_running_loop()
         group.append(self._pending.popleft())
         texts, longest = len(group[0].texts), group[0].longest

@@ -16,6 +16,7 @@ from embedclf.encode.settings import EncoderSettings
 from embedclf.errors import EmbedclfError
 
 MODEL_ONLY = ("pooling", "max_length", "normalize")  # fixed by the model folder: its head was fitted on them
+FLUSH_TEXTS, FLUSH_SECONDS = 4096, 30.0  # with --cache, new vectors reach the cache a shard per this many or this old
 
 
 class Service:
@@ -79,7 +80,15 @@ class Service:
         embedder = self.encoder.embedder
         self._counter = _token_counter(embedder)
         embedder.encode(["warm up"], self.token_counts(["warm up"]))  # not through the cache: nothing stored
+        self.encoder.buffer_writes(FLUSH_TEXTS, FLUSH_SECONDS)  # a shard per model call would pile up files
         return self
+
+    def flush_cache(self, due_only: bool = False) -> int:
+        """Commit the new vectors held for the cache (only if the oldest is due with ``due_only``); how many."""
+        buffer = self.encoder.space
+        if buffer is None:
+            return 0
+        return buffer.flush_due() if due_only else buffer.flush()
 
     @property
     def loaded(self) -> bool:
