@@ -55,7 +55,9 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
              "both on validation with the same tuner for every column. The margin's interval is a paired bootstrap "
              "of the two best columns' difference over test rows (1,000 resamples, 95%): the noise floor the "
              "margin has to clear. **Bold**: the best of the row; the "
-             "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked.", ""]
+             "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked. "
+             "`tfidf + logreg` is the same LogisticRegression per label as the LR baseline (the same scores), so "
+             "it is not fitted twice: see the baseline LR column.", ""]
     if features.get("quick") or any(r.get("sampled") for r in rows):
         lines += ["*Seeded samples of the splits (accuracy.py's quick samples): see the rows per data set.*", ""]
     if features.get("note"):
