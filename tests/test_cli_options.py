@@ -25,6 +25,8 @@ TICKETS = ROOT / "examples" / "tickets.csv"
     (["--device", "tpu"], "--device 'tpu' is not one of"),
     (["--tune-thresholds"], "--tune-thresholds needs validation data"),
     (["--head", "mlp", "--seed", "-1"], "--seed must be an integer from 0 to 2**32 - 1"),
+    (["--jobs", "0"], "--jobs must be a whole number of at least 1 (or -1 for every core), got 0"),
+    (["--head", "mlp", "--jobs", "2"], "the mlp head takes no 'n_jobs'"),
 ])
 def test_fit_refuses_bad_options_before_any_work(tiny_model, tmp_path, args, message):
     result = run("fit", TICKETS, "--text-col", "subject", "--label-col", "topics", "--label-sep", "|",

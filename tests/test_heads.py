@@ -174,7 +174,7 @@ def test_misspelled_head_parameter_names_it_and_the_accepted_ones():
 
 
 def test_head_params_tell_which_options_apply():
-    assert head_params("logreg") == {"C", "class_weight", "max_iter"}
+    assert head_params("logreg") == {"C", "class_weight", "max_iter", "n_jobs"}
     assert "random_state" in head_params("mlp") and "random_state" in head_params("chain")
     assert "random_state" not in head_params("svm") | head_params("knn")
     with pytest.raises(EmbedclfError, match="unknown head"):
@@ -273,3 +273,15 @@ def test_sparse_input_is_kept_sparse_and_scores_as_dense(name):
     fitted = make_head(name).fit(X_sparse, y)
     dense = make_head(name).fit(X_sparse.toarray(), y)
     np.testing.assert_allclose(fitted.predict_proba(X_sparse), dense.predict_proba(X_sparse.toarray()), atol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["logreg", "svm"])
+def test_labels_fitted_in_parallel_processes_score_as_fitted_one_by_one(name):
+    X, _, Y = signal(300)
+    Y = np.hstack([Y, np.zeros((len(Y), 1), np.int8)])
+    Y[:1, -1] = 1  # one positive row: the svm cannot calibrate it and counts it
+    one_by_one = make_head(name).fit(X, Y)
+    parallel = make_head(name, n_jobs=2).fit(X, Y)
+    np.testing.assert_allclose(parallel.predict_proba(X), one_by_one.predict_proba(X), atol=1e-6)
+    if name == "svm":
+        assert parallel.uncalibrated_labels_ == one_by_one.uncalibrated_labels_ == 1

@@ -82,6 +82,8 @@ def fit(
     base: Annotated[Optional[ChainBase], _head_option("Chain base classifier.")] = None,
     order: Annotated[Optional[ChainOrder], _head_option("Chain order.")] = None,
     ensemble: Annotated[Optional[int], _head_option("Number of chains averaged.")] = None,
+    jobs: Annotated[Optional[int], _head_option("Processes fitting a multi-label target's labels in parallel "
+                                                "(logreg, svm; -1: every core).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (splits, MLP, chains).")] = 0,
     cooccur: Annotated[Optional[Path], typer.Option(
         help="Co-occurrence rules (from embedclf cooccur) to store with the model and apply to its predictions.",
@@ -104,7 +106,7 @@ def fit(
     tracking = track_settings(track, experiment)
     given = dict(C=c, class_weight=class_weight, n_neighbors=neighbors, hidden=tuple(hidden) if hidden else None,
                  dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, loss=loss,
-                 gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble)
+                 gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble, n_jobs=jobs)
     settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
                            tune_for=tune_for, at_least_one=at_least_one, seed=seed, features=features,
                            tfidf_weight=tfidf_weight)

@@ -13,7 +13,7 @@ from embedclf.heads.params import check_value
 
 HEAD_NAMES = ("logreg", "svm", "knn", "mlp", "chain")
 # parameters whose command-line option is not ``--`` plus the name with dashes
-OPTIONS = {"C": "--C", "n_neighbors": "--neighbors", "random_state": "--seed"}
+OPTIONS = {"C": "--C", "n_neighbors": "--neighbors", "random_state": "--seed", "n_jobs": "--jobs"}
 
 
 def head_classes() -> dict:
@@ -56,6 +56,9 @@ def make_head(name: str, **params):
     for key, value in params.items():
         if key in cls._parameter_constraints:
             check_value(option(key), value, cls._parameter_constraints[key], cls.__name__)
+    jobs = params.get("n_jobs")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1):
+        raise EmbedclfError(f"--jobs must be a whole number of at least 1 (or -1 for every core), got {jobs!r}")
     if name == "mlp" and "hidden" in params:  # each size, which the array-like constraint cannot say
         from embedclf.heads.mlp import _hidden
 

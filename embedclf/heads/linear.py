@@ -23,12 +23,14 @@ from embedclf.heads.base import EstimatorPerBlockHead, class_weight_by_index, co
 from embedclf.labels import MULTICLASS, iter_blocks
 
 CLASS_WEIGHT = [StrOptions({"balanced"}), dict, None]
+N_JOBS = [Integral, None]  # joblib's: None or 1 one process, -1 every core
 
 
 class _PerBlockHead(EstimatorPerBlockHead):
     """Fits one estimator per multi-class block (on the class index) and per multi-label column."""
 
     native_multilabel = False  # True: one estimator takes a whole multi-label block at once
+    n_jobs = None  # the heads that take ``n_jobs`` set it; this default is what heads saved before it read
     accepts_sparse = True  # liblinear, lbfgs and brute-force cosine neighbours all take CSR as it is
 
     def _estimator(self):
@@ -57,7 +59,18 @@ class _PerBlockHead(EstimatorPerBlockHead):
                 fitted = self._estimator().fit(X, part[:, learnable]) if learnable.any() else None
                 self.estimators_.append((learnable, fitted))
             else:
-                self.estimators_.append([self._fit_label(X, part[:, j], sample_weight) for j in range(part.shape[1])])
+                self.estimators_.append(self._fit_labels(X, part, sample_weight))
+
+    def _fit_labels(self, X, part, sample_weight=None) -> list:
+        """One estimator per column of a multi-label block; over ``n_jobs`` processes where the head has them
+        (liblinear holds the GIL, so threads would not help), each worker reading ``X`` memory-mapped."""
+        n_jobs = getattr(self, "n_jobs", None)
+        if n_jobs in (None, 1) or part.shape[1] < 2:
+            return [self._fit_label(X, part[:, j], sample_weight) for j in range(part.shape[1])]
+        from joblib import Parallel, delayed
+
+        return Parallel(n_jobs=n_jobs)(delayed(self._fit_label)(X, part[:, j], sample_weight)
+                                       for j in range(part.shape[1]))
 
     def _predict_labels(self, out, columns, fitted, X):
         if self.native_multilabel:
@@ -76,16 +89,18 @@ def _weights(sample_weight) -> dict:
 
 
 class LogRegHead(_PerBlockHead):
-    """Logistic regression per target (multinomial) or per label (one-vs-rest)."""
+    """Logistic regression per target (multinomial) or per label (one-vs-rest; ``n_jobs`` processes fit the
+    labels in parallel)."""
 
     _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "class_weight": CLASS_WEIGHT,
-                              "max_iter": [Interval(Integral, 1, None, closed="left")]}
+                              "max_iter": [Interval(Integral, 1, None, closed="left")], "n_jobs": N_JOBS}
     supports_sample_weight = True
 
-    def __init__(self, C=1.0, class_weight=None, max_iter=1000):
+    def __init__(self, C=1.0, class_weight=None, max_iter=1000, n_jobs=None):
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
+        self.n_jobs = n_jobs
 
     def fit(self, X, y, layout=None, sample_weight=None):
         return super().fit(X, y, layout=layout, sample_weight=sample_weight)
@@ -106,19 +121,21 @@ class SVMHead(_PerBlockHead):
     """Linear SVM with probabilities from Platt scaling on internal cross-validation folds.
 
     A label needs at least two positive examples to be calibrated; rarer labels keep their
-    training rate as their probability (``uncalibrated_labels_`` counts them). ``class_weight``
+    training rate as their probability (``uncalibrated_labels_`` counts them). ``n_jobs`` processes fit a
+    multi-label block's labels in parallel. ``class_weight``
     and ``sample_weight`` weigh the rows of both the SVM and its calibration: weighting only the
     SVM would shift its margins and the calibration would shift them back.
     """
 
     _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "class_weight": CLASS_WEIGHT,
-                              "calibration_folds": [Interval(Integral, 2, None, closed="left")]}
+                              "calibration_folds": [Interval(Integral, 2, None, closed="left")], "n_jobs": N_JOBS}
     supports_sample_weight = True
 
-    def __init__(self, C=0.5, class_weight=None, calibration_folds=3):
+    def __init__(self, C=0.5, class_weight=None, calibration_folds=3, n_jobs=None):
         self.C = C
         self.class_weight = class_weight
         self.calibration_folds = calibration_folds
+        self.n_jobs = n_jobs
 
     def fit(self, X, y, layout=None, sample_weight=None):
         return super().fit(X, y, layout=layout, sample_weight=sample_weight)
@@ -137,8 +154,12 @@ class SVMHead(_PerBlockHead):
         return weight if sample_weight is None else weight * sample_weight
 
     def _fit_blocks(self, X, Y, sample_weight=None):
-        self.uncalibrated_labels_, self.in_sample_calibration_ = 0, False
+        self.in_sample_calibration_ = False
         super()._fit_blocks(X, Y, sample_weight)
+        self.uncalibrated_labels_ = sum(  # labels with a positive row but too few on one side to calibrate
+            int(Y[:, block][:, j].sum() > 0)
+            for (kind, block), fitted in zip(iter_blocks(self.layout_), self.estimators_) if kind != MULTICLASS
+            for j, estimator in enumerate(fitted) if estimator is None)
 
     def _fit_classes(self, X, y, sample_weight=None):
         # cross-validated calibration needs every class in every fold; with rarer classes the SVM is
@@ -157,7 +178,6 @@ class SVMHead(_PerBlockHead):
     def _fit_label(self, X, y, sample_weight=None):
         folds = int(min(self.calibration_folds, y.sum(), len(y) - y.sum()))
         if folds < 2:
-            self.uncalibrated_labels_ += int(y.sum() > 0)
             return None
         return self._estimator(folds).fit(X, y, **_weights(self._row_weights(y, sample_weight)))
 

@@ -188,7 +188,7 @@ def refit_best(best: dict, train, space, encoder, data_options, settings: SweepS
         from embedclf.postprocess.model_rules import learn_rules
 
         rules = learn_rules(train, configuration.rule_threshold, grid.rule_min_support)
-    classifier = fit_classifier(train, build_head(configuration, settings.seed), encoder,
+    classifier = fit_classifier(train, build_head(configuration, settings.seed, settings.jobs), encoder,
                                 FitSettings(threshold=settings.threshold, seed=settings.seed,
                                             features=configuration.features,
                                             tfidf_weight=configuration.tfidf_weight or DEFAULT_TFIDF_WEIGHT),

@@ -19,11 +19,15 @@ from embedclf.sweep.grid import Configuration
 from embedclf.sweep.metrics import headline, metric_value
 
 
-def build_head(configuration: Configuration, seed: int):
-    """The configuration's head, seeded like ``embedclf fit --seed`` seeds it."""
+def build_head(configuration: Configuration, seed: int, n_jobs: int | None = None):
+    """The configuration's head, seeded like ``embedclf fit --seed`` seeds it; ``n_jobs`` processes for the
+    heads that fit their labels in parallel (the refit of the best, which has the machine to itself)."""
     from embedclf.heads import head_params
 
-    extra = {"random_state": seed} if "random_state" in head_params(configuration.head.head) else {}
+    takes = head_params(configuration.head.head)
+    extra = {"random_state": seed} if "random_state" in takes else {}
+    if n_jobs not in (None, 1) and "n_jobs" in takes:
+        extra["n_jobs"] = n_jobs
     extra = {k: v for k, v in extra.items() if k not in dict(configuration.head.params)}
     return configuration.head.build(**extra)
 
