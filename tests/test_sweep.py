@@ -48,10 +48,12 @@ def read_results(out) -> list[dict]:
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-def test_default_grid_has_twenty_linear_and_knn_heads_and_the_example_grid_parses():
+def test_default_grid_has_twenty_linear_and_knn_configurations_and_the_example_grid_parses():
     grid = default_grid()
-    assert len(grid.heads) >= 20 and {h.head for h in grid.heads} <= {"logreg", "svm", "knn"}
+    assert len(grid.configurations()) >= 20 and {h.head for h in grid.heads} <= {"logreg", "svm", "knn"}
     assert len(grid.configurations(multilabel=False)) == len(grid.heads)  # decisions collapse for multi-class
+    assert {c.features for c in grid.configurations() if c.head.head == "svm"} == {"hybrid"}
+    assert {c.features for c in grid.configurations() if c.head.head != "svm"} == {"embedding"}
     example = load_grid(ROOT / "examples" / "grid.toml")
     assert {h.head for h in example.heads} == {"logreg", "svm", "knn", "mlp"}
     assert ("hidden", (512, 256)) in [p for h in example.heads for p in h.params]
@@ -68,6 +70,9 @@ def test_default_grid_has_twenty_linear_and_knn_heads_and_the_example_grid_parse
     ({"heads": [{"head": "knn"}], "features": ["words"]}, "feature set 'words' is not one of"),
     ({"heads": [{"head": "mlp"}], "features": ["hybrid"]}, "no head in the grid takes it (logreg, svm, knn do)"),
     ({"heads": [{"head": "knn"}], "features": ["hybrid"], "tfidf_weights": [0]}, "tfidf_weights must be numbers"),
+    ({"heads": [{"head": "mlp", "features": ["tfidf"]}]}, "mlp: the mlp head takes the embedding only"),
+    ({"heads": [{"head": "knn", "features": ["words"]}]}, "feature set 'words' is not one of"),
+    ({"heads": [{"head": "knn", "features": "hybrid"}]}, "features must be a list"),
     ({"heads": [{"head": "knn"}], "rule_thresholds": [1.5]}, "co-occurrence threshold must be in (0, 1]"),
     ({"heads": [{"head": "knn"}], "colour": "red"}, "unknown key 'colour'"),
     ({"heads": []}, "no heads to try"),
@@ -141,6 +146,10 @@ def test_feature_sets_pair_with_the_heads_that_take_them():
                                    "logreg | features=hybrid tfidf_weight=0.5", "logreg | features=hybrid tfidf_weight=2",
                                    "mlp epochs=2 | features=embedding"])
     assert grid.dense_only_pairs() == 3  # mlp x tfidf and mlp x hybrid at two weights
+    own = grid_from_dict({"heads": [{"head": "logreg"}, {"head": "svm", "C": [0.1], "features": ["hybrid"]}],
+                          "threshold_modes": ["fixed"]})
+    assert [c.fit_key for c in own.configurations()] == ["logreg | features=embedding",
+                                                          "svm C=0.1 | features=hybrid tfidf_weight=1"]
 
 
 def test_tfidf_is_learnt_per_fold_from_training_rows_only():
