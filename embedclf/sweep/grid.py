@@ -15,7 +15,6 @@ heads that take them: the MLP and chains take the dense embedding alone.
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,10 +254,3 @@ def _show(value) -> str:
     if isinstance(value, tuple):
         return "x".join(map(str, value)) or "()"
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def grid_digest(grid: Grid) -> str:
-    """A short fingerprint of what the grid holds (its configurations), for the sweep's record."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(grid.as_record(), sort_keys=True).encode()).hexdigest()[:12]

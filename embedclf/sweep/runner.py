@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from embedclf.errors import EmbedclfError
-from embedclf.sweep.grid import Grid, grid_digest
+from embedclf.sweep.grid import Grid
 from embedclf.sweep.metrics import metric_key
 
 BEST = "best"
