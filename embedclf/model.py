@@ -88,6 +88,14 @@ class TextClassifier:
         """The head's input for ``texts``: embeddings, or a sparse matrix for ``tfidf`` and ``hybrid``."""
         return self.pipeline.named_steps["encode"].transform(list(texts))
 
+    def head_input(self, texts, vectors: np.ndarray):
+        """What :meth:`embed` gives, from ``texts`` whose embeddings ``vectors`` a caller already has (the
+        service encodes in batches of its own): the vectors, or the TF-IDF block instead of or beside them."""
+        if self.features == "embedding":
+            return vectors
+        terms = self.tfidf.transform(list(texts))
+        return terms if self.features == "tfidf" else self.pipeline.named_steps["encode"]._join(vectors, terms)
+
     def scores(self, X) -> np.ndarray:
         """Per label-column probabilities (or scores) for features ``X`` (see :meth:`embed`)."""
         return np.asarray(self.head.predict_proba(X), dtype=np.float32)

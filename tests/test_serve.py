@@ -167,6 +167,29 @@ def test_predict_gives_the_labels_of_embedclf_predict(tiny_model, tickets_model,
     assert [m["id"] for m in models["data"]] == [tiny_model, "model"]
 
 
+@pytest.mark.parametrize("features", ["hybrid", "tfidf"])
+def test_a_model_fitted_on_tfidf_features_serves_its_own_features(tiny_model, tmp_path, features):
+    """/v1/predict turns the batch's vectors and texts into the features the head was fitted on, as predict does."""
+    model = tmp_path / "model"
+    cli_here("fit", ROOT / "examples" / "tickets.csv", "--text-col", "subject", "--text-col", "body",
+             "--label-col", "topics", "--label-sep", "|", "--head", "svm", "--features", features,
+             "--out", model, "--model", tiny_model, "--device", "cpu", "--precision", "fp32", "--no-cache")
+    source = ROOT / "examples" / "tickets.csv"
+    cli_here("predict", model, source, "--device", "cpu", "--no-cache", "--out", tmp_path / "p.csv")
+    expected = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    texts = DataOptions(("subject", "body"), ("topics",), label_sep="|").load(source).texts
+    service = Service.prepare(EncoderSettings(device="cpu"), model_dir=model, given=frozenset({"device"}))
+    with serving(service.load) as (url, _):
+        wait_ready(url)
+        response = httpx.post(f"{url}/v1/predict", json={"texts": texts}, timeout=30)
+    assert response.status_code == 200, response.text
+    rows = response.json()["data"]
+    assert [sorted(r["topics"]) for r in rows] == [sorted(filter(None, v.split("|"))) for v in expected["topics"]]
+    probabilities = [c for c in expected.columns if c.startswith("p(")]
+    np.testing.assert_allclose([[r[c] for c in probabilities] for r in rows], expected[probabilities].to_numpy(),
+                               rtol=0, atol=2e-5)
+
+
 def test_limits_and_bad_requests_get_json_errors_and_the_server_stays_up(tiny_model):
     with serving(lambda: tiny_service(tiny_model).load(), max_texts_per_request=3, max_text_chars=40,
                  max_body_bytes=2048) as (url, _):

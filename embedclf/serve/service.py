@@ -118,7 +118,8 @@ class Service:
             vectors[run] = part
         scores = None
         if len(score_rows):
-            scores = self.classifier.scores(vectors[score_rows])
+            scored = [texts[i] for i in score_rows]
+            scores = self.classifier.scores(self.classifier.head_input(scored, vectors[score_rows]))
         return vectors, scores
 
 
