@@ -47,3 +47,26 @@ def test_encode_and_predict_with_the_ray_engine(tiny_model, tmp_path):
     assert frame["row"].tolist() == [1, 2, 4, 5] and set(frame["topic"]) <= {"a", "b"}
     wrong = run("encode", data, "--actors", "3", cwd=tmp_path)
     assert wrong.returncode == 2 and "are for --engine ray" in wrong.stderr
+
+
+def test_a_hybrid_model_predicts_the_same_on_ray_actors_as_locally(tiny_model, tmp_path):
+    """The actors get the model's fitted TF-IDF vectoriser and join it to their vectors, as the local engine does."""
+    import pandas as pd
+
+    tickets = ROOT / "examples" / "tickets.csv"
+    common = ["--text-col", "subject", "--text-col", "body", "--model", tiny_model, "--no-cache", "--precision",
+              "fp32"]
+    fit = run("fit", tickets, *common, "--label-col", "topics", "--label-sep", "|", "--head", "svm", "--features",
+              "hybrid", "--out", tmp_path / "m", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    local = run("predict", tmp_path / "m", tickets, "--device", "cpu", "--no-cache", "--out", tmp_path / "p.csv",
+                cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    ray = run("predict", tmp_path / "m", tickets, "--engine", "ray", "--actors", "1", "--device", "cpu", "--no-cache",
+              "--out", tmp_path / "p", cwd=tmp_path)
+    assert ray.returncode == 0, ray.stderr
+    expected = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    got = pd.read_parquet(tmp_path / "p").sort_values("row").reset_index(drop=True)
+    probabilities = [c for c in expected.columns if c.startswith("p(")]
+    assert got["row"].tolist() == expected["row"].tolist()
+    np.testing.assert_allclose(got[probabilities].to_numpy(float), expected[probabilities].to_numpy(float), atol=1e-5)

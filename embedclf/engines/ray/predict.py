@@ -41,7 +41,8 @@ class PredictActor(EncodeActor):
         from embedclf.inference import predictions_frame
 
         encoded = super().__call__(batch)
-        scores = self.classifier.scores(matrix_of(encoded.column("vector")))
+        vectors = matrix_of(encoded.column("vector"))
+        scores = self.classifier.scores(self.classifier.head_input(batch.column("text").to_pylist(), vectors))
         Y, added = self.classifier.decide(scores)
         rows = batch.column("row").to_numpy()
         dataset = Dataset("", batch.column("text").to_pylist(), rows)
@@ -68,15 +69,13 @@ def predict(model_dir, path, out, engine, *, data_overrides: dict, encoder_overr
     # checked on the driver as the local engine loads it, encoding nothing; the device is the actors' business
     classifier = load_classifier(model_dir, encoder_overrides=encoder_overrides | {"device": "cpu"},
                                  cache=store if store is not None else False, cooccur=cooccur)
-    if classifier.features != "embedding":  # the actors apply the head to vectors alone
-        raise EmbedclfError(f"{model_dir}: a model with --features {classifier.features} predicts with the local "
-                            "engine only; drop --engine ray")
     options = data_options_for(classifier, data_overrides)
     requested = replace(classifier.encoder.requested, device=encoder_overrides.get("device") or "auto")
     settings = actor_settings(requested, engine.gpus_per_actor, store)
     key = settings.cache_key()
     decisions = dict(head=classifier.head, space=classifier.space, thresholds=classifier.thresholds,
-                     at_least_one=classifier.at_least_one, rules=classifier.rules)  # the actors bring the encoder
+                     at_least_one=classifier.at_least_one, rules=classifier.rules, features=classifier.features,
+                     tfidf=classifier.tfidf, tfidf_weight=classifier.tfidf_weight)  # the actors bring the encoder
     with ray_session(engine.address) as startup:
         check_fits(engine)
         out = new_out_dir(out, "give a new output directory")
