@@ -76,16 +76,20 @@ def sweep_grid(grid: str, train: Path, cache: str, jobs: int, work: Path, model:
     subprocess.run(evaluate, cwd=ROOT, check=True, capture_output=True)
     test = json.loads(report_path.read_text())["targets"]["labels"]
     manifest = json.loads((out / "best" / "model.json").read_text())
-    return {"grid": grid, "configurations": len(records), "heads": len({r["key"].split(" | ")[0] for r in records}),
+    return {"grid": grid, "configurations": len(records), "heads": len({fit_key(r) for r in records}),
             "failed": len(records) - len(ok), "wall_seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
-            "texts_encoded": encoded, "head_fit_seconds": round(sum({r["key"].split(" | ")[0]: r["fit_seconds"]
-                                                                     for r in ok}.values()), 1),
+            "texts_encoded": encoded, "head_fit_seconds": round(sum({fit_key(r): r["fit_seconds"] for r in ok}.values()), 1),
             "best": ok[0]["key"], "best_validation_micro_f1": ok[0]["metrics"]["labels"]["micro_f1"],
             "best_refit_seconds": manifest["info"].get("fit_seconds"),
             "test": {k: test[k] for k in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1")},
             "top5": [{"key": r["key"], "micro_f1": r["metrics"]["labels"]["micro_f1"],
                       "macro_f1": r["metrics"]["labels"]["macro_f1"], "fit_seconds": r["fit_seconds"]}
                      for r in ok[:5]]}
+
+
+def fit_key(record: dict) -> str:
+    """The head and its feature set: what one fit serves (its threshold modes and rules cost no fit)."""
+    return " | ".join(record["key"].split(" | ")[:2])
 
 
 def best_single_fit() -> dict | None:
