@@ -141,3 +141,19 @@ def test_missing_openvino_gives_the_install_hint(tiny_model, tmp_path, monkeypat
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert error_lines == ["embedclf: error: openvino is not installed; run: pip install 'embedclf[openvino]'"]
     assert ExportStore().entries() == [], "nothing is exported without openvino"
+
+
+def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_path):
+    """A new process or cache directory loads OpenVINO's compiled model from the export instead of
+    compiling it again (about a second of every cold start on the real model)."""
+    import embedclf.encode.backends.openvino as backend
+    from embedclf.encode.backends import forget_loaded
+
+    X = openvino(tiny_model, tmp_path / "cache-a", "bf16").encode(TEXTS)
+    forget_loaded()  # as a new process would
+    second = openvino(tiny_model, tmp_path / "cache-b", "bf16")
+    Y = second.encode(TEXTS)
+    compiled = second.embedder.compiled
+    folder = second.embedder.directory / backend.COMPILED_DIR
+    assert compiled.get_property("LOADED_FROM_CACHE") is True and list(folder.iterdir())
+    np.testing.assert_array_equal(X, Y)

@@ -22,6 +22,7 @@ import importlib
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -41,6 +42,7 @@ from embedclf.encode.similarity import cosines
 from embedclf.errors import EmbedclfError, missing_extra
 
 MODEL_XML = "model.xml"
+COMPILED_DIR = "compiled"  # OpenVINO's compiled-model cache, inside a complete store entry
 IR_RECIPE = "ir-v1"
 INT8_MIN_COSINE = guard.INT8_MIN_COSINE  # the least cosine to fp32 an int8 export may have on a held-out text
 CALIBRATION_TEXTS, HELD_OUT_TEXTS = 300, 100
@@ -195,7 +197,11 @@ class OpenVinoEmbedder(ExportedEmbedder):
         hint = "bf16" if precision == "bf16" or precision == "int8" and native_bf16() else "f32"
         config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": cpu_cores(),
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        self.compiled = ov.Core().compile_model(str(directory / MODEL_XML), "CPU", config)
+        core = ov.Core()
+        blobs = directory / COMPILED_DIR
+        if (directory / ENTRY_FILE).exists() and (blobs.is_dir() or os.access(directory, os.W_OK)):
+            core.set_property({"CACHE_DIR": str(blobs)})  # compiled once per machine, not once per process
+        self.compiled = core.compile_model(str(directory / MODEL_XML), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
     def _forward(self, feed: dict[str, np.ndarray]) -> np.ndarray:
