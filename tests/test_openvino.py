@@ -71,7 +71,7 @@ def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp
     assert entry.meta["sample"] == sample_hash(calibration) and entry.meta["calibration_texts"] == 90
     assert entry.path.name.endswith(sample_hash(calibration)[:12]) and not set(calibration) & set(held_out)
     assert 0.98 <= entry.meta["min_cosine"] <= entry.meta["mean_cosine"] <= 1 + 1e-6
-    assert encoder.config["quantization"] == "ov-int8-v2" and entry.meta["unquantised"] >= 1
+    assert encoder.config["quantization"] == "ov-int8-v3" and entry.meta["unquantised"] >= 1
     reference = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(texts)
     assert cosines(reference, X).min() > 0.98
 
@@ -159,7 +159,7 @@ def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_pat
     np.testing.assert_array_equal(X, Y)
 
 
-def test_int8_leaves_every_down_projection_unquantised_when_the_last_is_not_enough(tiny_model, tmp_path,
+def test_int8_leaves_every_down_projection_unquantised_when_the_first_are_not_enough(tiny_model, tmp_path,
                                                                                     monkeypatch):
     import openvino as ov
 
@@ -167,8 +167,14 @@ def test_int8_leaves_every_down_projection_unquantised_when_the_last_is_not_enou
 
     monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
     monkeypatch.setattr(backend, "INT8_MIN_COSINE", 1.5)  # no quantisation reaches it: both are tried
+    monkeypatch.setattr(backend, "UNQUANTISED_FIRST", 1)  # (the tiny model has two layers)
+    tried = []
+    nncf_int8 = backend._nncf_int8
+    monkeypatch.setattr(backend, "_nncf_int8", lambda model, items, ignored, s: tried.append(ignored) or
+                        nncf_int8(model, items, ignored, s))
     with pytest.raises(EmbedclfError, match="is below 1.5"):
         openvino(tiny_model, tmp_path / "cache", "int8").encode(TEXTS)
     (entry,) = backend.int8_exports(EncoderSettings(tiny_model).resolve().ref)
     projections = backend._down_projections(ov.Core().read_model(str(entry.path / backend.MODEL_XML)))
-    assert entry.meta["unquantised"] == len(projections) > 1
+    assert entry.meta["unquantised"] == len(projections) > 1 and tried == [projections[:1], projections]
+    assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
