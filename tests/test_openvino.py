@@ -80,6 +80,12 @@ def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp
     other.encode(sample_texts(30, seed=11))  # other texts: the machine's int8 export, not a new calibration
     assert len(backend.int8_exports(encoder.ref)) == 1
     assert "openvino int8" not in capfd.readouterr().err, "the cosine is printed once per export"
+    from embedclf.encode.backends import forget_loaded
+
+    forget_loaded()
+    monkeypatch.setitem(sys.modules, "nncf", None)  # running an export made before needs no nncf (slow to import)
+    np.testing.assert_allclose(openvino(tiny_model, tmp_path / "third-cache", "int8").encode(texts[:5]), X[:5],
+                               atol=1e-5)
 
 
 def test_int8_below_the_threshold_is_refused(tiny_model, tmp_path, monkeypatch, capsys):

@@ -108,6 +108,7 @@ def ensure_int8(settings, sample=None, store: ExportStore | None = None) -> Path
     if existing:
         entry = existing[0]
     else:
+        require("nncf")  # before an export that takes a while
         calibration, held_out = calibration_split(sample or [])
         meta = {"model": ref.name, "fingerprint": ref.fingerprint, "backend": "openvino", "precision": "int8",
                 "recipe": OV_INT8_RECIPE, "sample": sample_hash(calibration), "calibration_texts": len(calibration),
@@ -269,6 +270,5 @@ def load_openvino_embedder(settings, sample=None) -> OpenVinoEmbedder:
     """The resolved ``settings``' export from the store (made on first use), ready to encode."""
     require("openvino")  # before an export that may take a while
     if settings.precision == "int8":
-        require("nncf")
         return OpenVinoEmbedder(ensure_int8(settings, sample), settings)
     return OpenVinoEmbedder(ensure_ir(settings.ref), settings)
