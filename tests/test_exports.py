@@ -120,3 +120,19 @@ def test_entries_select_and_clear(tmp_path):
     assert [e.path.name for e in store.clear("other")] == ["c"]
     assert [e.path.name for e in store.entries()] == ["a", "b"]
     assert len(store.clear()) == 2 and store.entries() == []
+
+
+def test_a_new_cache_directory_does_not_hash_the_model_again(tiny_model, tmp_path, monkeypatch):
+    """Model fingerprints are memoised in the store (per machine), not in each cache directory."""
+    import embedclf.encode.models as models
+    from embedclf.encode.encoder import Encoder
+
+    first = Encoder(tiny_model, cache=tmp_path / "a", precision="fp32").settings.ref.fingerprint
+    assert first in json.loads((store_root() / "fingerprints.json").read_text()).values()
+    assert not list((tmp_path / "a").glob("fingerprints.json"))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the model's files were hashed again")
+
+    monkeypatch.setattr(models, "open", no_reading, raising=False)
+    assert Encoder(tiny_model, cache=tmp_path / "b", precision="fp32").settings.ref.fingerprint == first

@@ -71,7 +71,7 @@ def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp
     assert entry.meta["sample"] == sample_hash(calibration) and entry.meta["calibration_texts"] == 90
     assert entry.path.name.endswith(sample_hash(calibration)[:12]) and not set(calibration) & set(held_out)
     assert 0.98 <= entry.meta["min_cosine"] <= entry.meta["mean_cosine"] <= 1 + 1e-6
-    assert encoder.config["quantization"] == "ov-int8-v1"
+    assert encoder.config["quantization"] == "ov-int8-v3" and entry.meta["unquantised"] >= 1
     reference = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(texts)
     assert cosines(reference, X).min() > 0.98
 
@@ -80,6 +80,12 @@ def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp
     other.encode(sample_texts(30, seed=11))  # other texts: the machine's int8 export, not a new calibration
     assert len(backend.int8_exports(encoder.ref)) == 1
     assert "openvino int8" not in capfd.readouterr().err, "the cosine is printed once per export"
+    from embedclf.encode.backends import forget_loaded
+
+    forget_loaded()
+    monkeypatch.setitem(sys.modules, "nncf", None)  # running an export made before needs no nncf (slow to import)
+    np.testing.assert_allclose(openvino(tiny_model, tmp_path / "third-cache", "int8").encode(texts[:5]), X[:5],
+                               atol=1e-5)
 
 
 def test_int8_below_the_threshold_is_refused(tiny_model, tmp_path, monkeypatch, capsys):
@@ -141,3 +147,40 @@ def test_missing_openvino_gives_the_install_hint(tiny_model, tmp_path, monkeypat
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert error_lines == ["embedclf: error: openvino is not installed; run: pip install 'embedclf[openvino]'"]
     assert ExportStore().entries() == [], "nothing is exported without openvino"
+
+
+def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_path):
+    """A new process or cache directory loads OpenVINO's compiled model from the export instead of
+    compiling it again (about a second of every cold start on the real model)."""
+    import embedclf.encode.backends.openvino as backend
+    from embedclf.encode.backends import forget_loaded
+
+    X = openvino(tiny_model, tmp_path / "cache-a", "bf16").encode(TEXTS)
+    forget_loaded()  # as a new process would
+    second = openvino(tiny_model, tmp_path / "cache-b", "bf16")
+    Y = second.encode(TEXTS)
+    compiled = second.embedder.compiled
+    folder = second.embedder.directory / backend.COMPILED_DIR
+    assert compiled.get_property("LOADED_FROM_CACHE") is True and list(folder.iterdir())
+    np.testing.assert_array_equal(X, Y)
+
+
+def test_int8_leaves_every_down_projection_unquantised_when_the_first_are_not_enough(tiny_model, tmp_path,
+                                                                                    monkeypatch):
+    import openvino as ov
+
+    import embedclf.encode.backends.openvino as backend
+
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setattr(backend, "INT8_MIN_COSINE", 1.5)  # no quantisation reaches it: both are tried
+    monkeypatch.setattr(backend, "UNQUANTISED_FIRST", 1)  # (the tiny model has two layers)
+    tried = []
+    nncf_int8 = backend._nncf_int8
+    monkeypatch.setattr(backend, "_nncf_int8", lambda model, items, ignored, s: tried.append(ignored) or
+                        nncf_int8(model, items, ignored, s))
+    with pytest.raises(EmbedclfError, match="is below 1.5"):
+        openvino(tiny_model, tmp_path / "cache", "int8").encode(TEXTS)
+    (entry,) = backend.int8_exports(EncoderSettings(tiny_model).resolve().ref)
+    projections = backend._down_projections(ov.Core().read_model(str(entry.path / backend.MODEL_XML)))
+    assert entry.meta["unquantised"] == len(projections) > 1 and tried == [projections[:1], projections]
+    assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()

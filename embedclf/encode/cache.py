@@ -201,7 +201,10 @@ class EmbeddingCache:
 
     @property
     def fingerprint_memo(self) -> Path:
-        return self.root / "fingerprints.json"
+        """Per machine, not per cache directory: see ``exports.fingerprint_memo``."""
+        from embedclf.encode.exports import fingerprint_memo
+
+        return fingerprint_memo()
 
     def space(self, config: dict) -> CacheSpace:
         directory = self.root / space_id(config)

@@ -95,7 +95,9 @@ class Encoder:
     def settings(self) -> EncoderSettings:
         """The resolved settings: model files found and fingerprinted, every ``auto`` decided."""
         if self._settings is None:
-            self._settings = self.requested.resolve(self.cache.fingerprint_memo if self.cache else None)
+            from embedclf.encode.exports import fingerprint_memo
+
+            self._settings = self.requested.resolve(fingerprint_memo())  # per machine, whatever the cache
         return self._settings
 
     @property

@@ -39,6 +39,12 @@ def store_root() -> Path:
     return Path(base) / "embedclf" / "exports"
 
 
+def fingerprint_memo() -> Path:
+    """Where model fingerprints are memoised: once per machine, in the store (a new ``--cache`` directory
+    must not hash the weights again)."""
+    return store_root() / "fingerprints.json"
+
+
 def entry_name(fingerprint: str, backend: str, recipe: str, sample: str | None = None) -> str:
     """The key of an entry: model fingerprint + backend + recipe (+ the calibration sample's hash)."""
     parts = [fingerprint[:16], backend, recipe] + ([sample[:12]] if sample else [])

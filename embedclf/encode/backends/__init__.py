@@ -22,7 +22,7 @@ def load_embedder(settings, sample=None):
     if settings.backend == "openvino" and settings.precision == "int8":
         from embedclf.encode.backends.openvino import ensure_int8, require
 
-        require("openvino"), require("nncf")
+        require("openvino")  # (nncf only where an export is to be made: importing it takes seconds)
         ensure_int8(settings, sample)  # made (or refused) here, where the texts are
     return _load(settings, settings.fingerprint, str(store_root()))
 

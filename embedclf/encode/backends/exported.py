@@ -132,12 +132,23 @@ class ExportedEmbedder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for batch in capped_batches(lengths[order], s.batch_size, self.max_length, s.batch_tokens):
-            batch = order[batch]
-            feed, mask = self._inputs([encodings[i] for i in batch], lengths[batch])
-            hidden = self._forward(feed)
+
+        def jobs():
+            for batch in capped_batches(lengths[order], s.batch_size, self.max_length, s.batch_tokens):
+                batch = order[batch]
+                yield (batch, *self._inputs([encodings[i] for i in batch], lengths[batch]))
+
+        def pooled(batch, hidden, mask):
             vectors[batch] = pool(hidden, mask, self.pooling)
+
+        self._run(jobs(), pooled)
         return normalized(vectors) if s.normalize else vectors
+
+    def _run(self, jobs, done) -> None:
+        """``done(batch, hidden, mask)`` for each ``(batch, feed, mask)`` of ``jobs``: one forward pass
+        after another (a runtime with asynchronous requests overlaps them)."""
+        for batch, feed, mask in jobs:
+            done(batch, self._forward(feed), mask)
 
     def _start(self, directory: Path) -> None:
         raise NotImplementedError
