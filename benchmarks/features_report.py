@@ -113,3 +113,33 @@ def cooccurrence_lines(rows: list[dict], datasets: list[str]) -> list[str]:
             lines.append(f"| {dataset} | {SHORT.get(row['method'], row['method'])} | {c['hard_rules']} | "
                          + " | ".join(parts) + " |")
     return lines + [""]
+
+
+def render_mpnet(features: dict | None, speed: dict | None) -> list[str]:
+    """all-mpnet-base-v2 beside MiniLM: the best column of each feature set per row, and encoding speed."""
+    lines = ["### A stronger encoder: all-mpnet-base-v2 (`python benchmarks/mpnet.py`)", ""]
+    if speed:
+        rates = speed["texts_per_second"]
+        lines += [f"Encoding speed, same run, same texts ({', '.join(f'{n:,} {k}' for k, n in speed['texts'].items())}),"
+                  f" no cache, default settings (precision {', '.join(sorted(set(speed['precision'].values())))}), "
+                  f"best of {speed['rounds']} rounds:", "", "| model | dimensions | " +
+                  " | ".join(f"{k} texts/s" for k in speed["texts"]) + " |", "|---|---:|" + "---:|" * len(speed["texts"])]
+        for model, dims in speed["dimensions"].items():
+            lines.append(f"| {model} | {dims} | " + " | ".join(f"{rates[f'{model} | {k}']:.1f}" for k in speed["texts"])
+                         + " |")
+        lines.append("")
+    if features:
+        sampled = " (accuracy.py's seeded samples)" if features.get("quick") else ""
+        lines += [f"Accuracy with mpnet embeddings{sampled}: the best column per feature set, chosen and scored as in "
+                  "the table above (same splits, same C grid, same threshold tuning).", "",
+                  "| data set | metric | mpnet embedding | mpnet hybrid | baseline (best) |", "|---|---|---:|---:|---:|"]
+        rows = features["rows"]
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):
+            cells = {r["method"]: _cells(r) for r in rows if r["dataset"] == dataset}
+            for metric in next(iter(cells.values())):
+                def best(prefix):
+                    values = [c[metric] for m, c in cells.items() if m.startswith(prefix)]
+                    return f"{max(values):.4f}" if values else "–"
+                lines.append(f"| {dataset} | {metric} | {best('embedding')} | {best('hybrid')} | {best('baseline')} |")
+        lines.append("")
+    return lines

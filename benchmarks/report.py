@@ -239,6 +239,16 @@ def main() -> None:
         from benchmarks.features_report import render as render_features
 
         lines += render_features(features, _load(results, f"finetune{suffix}.json"))
+    fit_time = _load(results, f"fit_time{suffix}.json")
+    if fit_time is not None:
+        from benchmarks.fit_time import render as render_fit_time
+
+        lines += render_fit_time(fit_time)
+    mpnet, mpnet_speed = _load(results, f"features-mpnet{suffix}.json"), _load(results, f"mpnet-speed{suffix}.json")
+    if mpnet is not None or mpnet_speed is not None:
+        from benchmarks.features_report import render_mpnet
+
+        lines += render_mpnet(mpnet, mpnet_speed)
     ray = _load(results, f"ray{suffix}.json")
     if ray is not None:
         from benchmarks.ray_encode import render as render_ray

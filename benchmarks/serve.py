@@ -2,7 +2,7 @@
 
     python benchmarks/serve.py [--quick] [--seconds 60] [--threads N] [--infinity PATH/infinity_emb]
 
-The default model (all-MiniLM-L6-v2, fp32 on the CPU, no cache) is served by ``embedclf serve`` in a
+The default model (all-MiniLM-L6-v2, default settings: precision auto, no cache) is served by ``embedclf serve`` in a
 subprocess on 127.0.0.1; a lean asyncio client in this process (C keep-alive connections over raw
 streams, bodies prepared before the clock starts: the load generator shares the cores, and httpx cost
 6 ms of CPU per request, more than the server's own work) keeps C requests in flight, one text per
