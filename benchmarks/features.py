@@ -188,6 +188,9 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="features", help="results file name (without .json)")
     parser.add_argument("--quick", action="store_true", help="accuracy.py's seeded samples, to check the script")
+    parser.add_argument("--methods", default=None,
+                        help="only the columns whose names start with one of these (comma-separated), e.g. "
+                             "'hybrid + svm,baseline': the others keep their rows from an earlier run")
     args = parser.parse_args()
     encoder = Encoder(**({"model": args.model} if args.model else {}), cache=args.cache, progress=False)
     out = Path(args.out_dir) / f"{args.name}.json"
@@ -213,6 +216,8 @@ def main() -> None:
                    if (f, h) != ("tfidf", "logreg")]  # the same LogisticRegression per label as the LR baseline
         configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", terms,
                      (lambda C, k=k: Baseline(k, C)), True) for k in ("svm", "logreg")]
+        if args.methods:
+            configs = [c for c in configs if c[0].startswith(tuple(m.strip() for m in args.methods.split(",")))]
         for label, (X, X_valid, X_test), make, uses_tfidf in configs:
             print(f"   {label}", flush=True)
             decided[label], row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
@@ -224,8 +229,10 @@ def main() -> None:
                          "model": str(encoder.settings.model)})
             print(f"      -> C={row['C']} test {json.dumps(row['test']['tuned (micro)'])}", flush=True)
         results["quick"] = args.quick
-        results["rows"] = [r for r in results["rows"] if r["dataset"] != split.name] + rows
-        results.setdefault("margins", {})[split.name] = margins(space, Y_test, decided)
+        measured = {(r["dataset"], r["method"]) for r in rows}
+        results["rows"] = [r for r in results["rows"] if (r["dataset"], r["method"]) not in measured] + rows
+        if any(label.startswith("baseline") for label in decided) and len(decided) > 1:
+            results.setdefault("margins", {})[split.name] = margins(space, Y_test, decided)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))  # after each data set, so a failure later keeps the rest
 
