@@ -109,7 +109,8 @@ def run_head(split: Split, label: str, encoder: Encoder, rules) -> list[dict]:
     name, params = HEADS[label]
     seeded = {"random_state": 0} if "random_state" in head_params(name) else {}
     head = make_head(name, **seeded, **params)
-    classifier = fit_classifier(split.train, head, encoder, data_options=split.options, valid=split.valid)
+    classifier = fit_classifier(split.train, head, encoder, data_options=split.options, valid=split.valid,
+                                features="embedding")  # the heads on embeddings: features.py compares feature sets
     space = classifier.space
     X_valid, X_test = encoder.encode(split.valid.texts), encoder.encode(split.test.texts)
     Y_valid, Y_test = space.encode(split.valid)[0], space.encode(split.test)[0]

@@ -43,7 +43,8 @@ def scores_of(split, backend: str, precision: str) -> tuple[object, np.ndarray, 
     for part in (split.train, split.valid, split.test):
         encoder.encode(part.texts)
     encode_seconds = time.perf_counter() - start
-    classifier = fit_classifier(split.train, make_head("logreg"), encoder, data_options=split.options)
+    classifier = fit_classifier(split.train, make_head("logreg"), encoder, data_options=split.options,
+                                features="embedding")  # the backends' vectors are what is compared
     return (classifier, classifier.scores(encoder.encode(split.valid.texts)),
             classifier.scores(encoder.encode(split.test.texts)), encode_seconds)
 

@@ -120,13 +120,14 @@ def render_mpnet(features: dict | None, speed: dict | None) -> list[str]:
     lines = ["### A stronger encoder: all-mpnet-base-v2 (`python benchmarks/mpnet.py`)", ""]
     if speed:
         rates = speed["texts_per_second"]
-        lines += [f"Encoding speed, same run, same texts ({', '.join(f'{n:,} {k}' for k, n in speed['texts'].items())}),"
-                  f" no cache, default settings (precision {', '.join(sorted(set(speed['precision'].values())))}), "
-                  f"best of {speed['rounds']} rounds:", "", "| model | dimensions | " +
-                  " | ".join(f"{k} texts/s" for k in speed["texts"]) + " |", "|---|---:|" + "---:|" * len(speed["texts"])]
+        kinds, precisions = speed["texts"], ", ".join(sorted(set(speed["precision"].values())))
+        lines += [f"Encoding speed, same run, same texts ({', '.join(f'{n:,} {k}' for k, n in kinds.items())}), "
+                  f"no cache, default settings (precision {precisions}), best of {speed['rounds']} rounds:", "",
+                  "| model | dimensions | " + " | ".join(f"{k} texts/s" for k in kinds) + " |",
+                  "|---|---:|" + "---:|" * len(kinds)]
         for model, dims in speed["dimensions"].items():
-            lines.append(f"| {model} | {dims} | " + " | ".join(f"{rates[f'{model} | {k}']:.1f}" for k in speed["texts"])
-                         + " |")
+            rates_shown = " | ".join(f"{rates[f'{model} | {k}']:.1f}" for k in kinds)
+            lines.append(f"| {model} | {dims} | {rates_shown} |")
         lines.append("")
     if features:
         sampled = " (accuracy.py's seeded samples)" if features.get("quick") else ""

@@ -72,7 +72,8 @@ def compare(split, train: Dataset, epochs: int, work: Path, say) -> dict:
     encoder = Encoder(cache=ROOT / "cache", progress=False)
     for name, params in (("logreg", {}), ("mlp", {})):
         start = time.perf_counter()
-        head = fit_classifier(train, make_head(name, **params), encoder, data_options=split.options, valid=valid)
+        head = fit_classifier(train, make_head(name, **params), encoder, data_options=split.options, valid=valid,
+                              features="embedding")
         seconds = time.perf_counter() - start
         tested = evaluate_tuned(head, valid, split.test)
         result["methods"].append({"method": f"{name} head on cached embeddings", "seconds": round(seconds, 1),

@@ -17,7 +17,7 @@ import numpy as np
 from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
-from embedclf.features import DEFAULT_TFIDF_WEIGHT, check_feature_set, check_head_takes
+from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, check_feature_set, check_head_takes, resolve_features
 from embedclf.heads import check_fits_rows
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
@@ -28,7 +28,7 @@ from embedclf.postprocess.thresholds import OBJECTIVES
 class FitSettings:
     """How to validate and decide, shared by ``fit`` and ``finetune``; validated once, here.
 
-    ``features`` is what the head sees (``embedding``, ``tfidf`` or ``hybrid``, see :mod:`embedclf.features`)
+    ``features`` is what the head sees (``embedding``, ``tfidf``, ``hybrid``; ``auto``: see :mod:`embedclf.features`)
     and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``. ``valid_split`` holds out a stratified
     fraction of the training data (when no validation file is given); ``threshold`` is the multi-label
     decision threshold, or the default the tuning starts from; ``tune_thresholds`` tunes them on validation
@@ -42,7 +42,7 @@ class FitSettings:
     tune_for: str = "macro"
     at_least_one: bool = False
     seed: int = 0
-    features: str = "embedding"
+    features: str = AUTO
     tfidf_weight: float = DEFAULT_TFIDF_WEIGHT
 
     def __post_init__(self):
@@ -110,7 +110,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     (:class:`~embedclf.encode.long_text.LongTextSettings`) chunks texts longer than the model's window.
     """
     settings = settings or FitSettings(**fields)
-    check_head_takes(settings.features, head)
+    features = resolve_features(settings.features, head)
+    check_head_takes(features, head)
     say = say or (lambda message: None)
     for line in train.absent_label_names_lines():
         say(line)
@@ -124,11 +125,11 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
-                                features=settings.features, tfidf_weight=settings.tfidf_weight,
+                                features=features, tfidf_weight=settings.tfidf_weight,
                                 long_text=long_text)
     fit_params = {"head__layout": space.layout}
     X_valid = None
-    if valid_texts is not None and settings.features == "embedding":  # TF-IDF is learnt from train first
+    if valid_texts is not None and features == "embedding":  # TF-IDF is learnt from train first
         X_valid = classifier.embed(valid_texts)
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
         if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
@@ -195,7 +196,7 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
     ``tracking`` (:class:`~embedclf.tracking.TrackSettings`) records the run with MLflow.
     """
     say = say or (lambda message: None)
-    check_head_takes(settings.features, head)
+    check_head_takes(resolve_features(settings.features, head), head)
     rules = None
     if cooccur is not None:
         from embedclf.postprocess.rules import CooccurrenceRules

@@ -130,7 +130,8 @@ def test_local_predict_writes_a_table_with_the_model_and_the_callers_options(tin
     assert frame["row"].tolist() == [1, 3] and set(frame["topic"]) <= {"a", "b"}
     assert result.settings.device == "cpu" and result.encoding.cache_dir is None  # cache=False: no cache
     assert result.lines() == [f"read 3 rows from {headerless}; 2 texts; 1 skipped (empty text)",
-                              f"embeddings: {result.encoding.summary(result.settings.max_length)}",
+                              f"embeddings: {result.encoding.summary(result.settings.max_length)}; hybrid features "
+                              "with 12 TF-IDF terms",  # logreg: auto is hybrid; no word in 2 texts: all 12 kept
                               f"wrote 2 predictions to {tmp_path / 'p.csv'}"]
     with pytest.raises(EmbedclfError, match="output must end in one of"):
         predict_data(tmp_path / "model", headerless, tmp_path / "p.txt")

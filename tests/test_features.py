@@ -50,7 +50,8 @@ def test_sparse_features_round_trip_through_the_model_folder(tiny_model, tmp_pat
 
 def test_embedding_models_record_no_feature_file(tiny_model, tmp_path):
     train = GO.load(goemotions_slice(tmp_path, n=120), require_labels=True)
-    classifier = fit_classifier(train, make_head("logreg"), encoder(tiny_model, tmp_path), data_options=GO)
+    classifier = fit_classifier(train, make_head("logreg"), encoder(tiny_model, tmp_path), data_options=GO,
+                                features="embedding")
     classifier.save(tmp_path / "model")
     manifest = json.loads((tmp_path / "model" / "model.json").read_text())
     assert "features" not in manifest and list(manifest["files"]) == ["head.skops"]
@@ -86,7 +87,7 @@ def test_dense_only_heads_refuse_sparse_features_before_any_work(tmp_path, head)
 def test_feature_settings_are_checked_once():
     with pytest.raises(EmbedclfError, match="--tfidf-weight must be a number above 0"):
         FitSettings(features="hybrid", tfidf_weight=0)
-    with pytest.raises(EmbedclfError, match="--features must be one of embedding, tfidf, hybrid"):
+    with pytest.raises(EmbedclfError, match="--features must be one of auto, embedding, tfidf, hybrid"):
         FitSettings(features="bm25")
 
 
@@ -108,3 +109,26 @@ def test_cli_hybrid_fit_predict_evaluate_and_tampering(tiny_model, tmp_path):
     features.write_bytes(features.read_bytes()[:-10])
     refused = run("predict", tmp_path / "model", test, "--out", tmp_path / "q.csv", "--cache", tmp_path / "cache")
     assert refused.returncode == 2 and "features.skops does not match its checksum" in refused.stderr
+
+
+@pytest.mark.parametrize("head, expected", [("logreg", "hybrid"), ("svm", "hybrid"), ("knn", "embedding"),
+                                            ("mlp", "embedding")])
+def test_auto_features_are_hybrid_for_the_linear_heads_and_the_embedding_for_the_others(tiny_model, tmp_path, head,
+                                                                                         expected):
+    train = GO.load(goemotions_slice(tmp_path, n=120), require_labels=True)
+    params = {"epochs": 2} if head == "mlp" else {}
+    classifier = fit_classifier(train, make_head(head, **params), encoder(tiny_model, tmp_path), data_options=GO)
+    assert classifier.features == expected
+    classifier.save(tmp_path / "model")
+    recorded = json.loads((tmp_path / "model" / "model.json").read_text()).get("features", {"kind": "embedding"})
+    assert recorded["kind"] == expected  # the folder records what auto resolved to, never "auto"
+
+
+def test_hybrid_on_a_handful_of_texts_sharing_no_word_keeps_every_word():
+    from embedclf.features.hybrid import _fit_terms
+    from embedclf.features.tfidf import tfidf_vectorizer
+
+    terms = _fit_terms(tfidf_vectorizer(), ["good movie", "bad film", "great love"])
+    assert terms.shape == (3, 9)  # min_df=2 would prune all: 6 words and 3 bigrams kept instead
+    with pytest.raises(ValueError, match="no terms remain"):
+        tfidf_vectorizer().fit(["good movie", "bad film"])

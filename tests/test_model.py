@@ -188,7 +188,8 @@ def test_fit_reports_the_train_encoding_on_the_encoder_it_was_given(tiny_model, 
     """The pipeline's encoding step keeps the given Encoder through fit, so its report is train's."""
     train = GO.load(goemotions_slice(tmp_path, n=200), require_labels=True)
     lines, given = [], encoder(tiny_model, tmp_path)
-    classifier = fit_classifier(train, make_head("logreg"), given, data_options=GO, valid_split=0.25, say=lines.append)
+    classifier = fit_classifier(train, make_head("logreg"), given, data_options=GO, valid_split=0.25, say=lines.append,
+                                features="embedding")  # hybrid embeds the validation rows after fitting
     assert classifier.encoder is given
     rows = classifier.info["train_rows"]
     assert given.last_report.texts == rows and 100 < rows < len(train.texts)

@@ -94,7 +94,7 @@ def refused(directory: Path, *match: str, **load) -> str:
 def test_folder_carries_a_checksum_of_its_manifest_and_loads(folder):
     manifest = manifest_of(folder)
     assert manifest[MANIFEST_CHECKSUM] == manifest_digest(manifest)
-    assert set(manifest["files"]) == {"head.skops", "rules.json"}
+    assert set(manifest["files"]) == {"head.skops", "rules.json", "features.skops"}  # logreg: hybrid by default
     loaded = TextClassifier.load(folder, cache=False)
     assert loaded.rules is not None and loaded.space.task == "multilabel"
     assert loaded.predict(["good movie", "market stocks fell"])[0]

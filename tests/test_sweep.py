@@ -143,7 +143,8 @@ def test_feature_sets_pair_with_the_heads_that_take_them():
                            "threshold_modes": ["fixed"]})
     keys = [c.fit_key for c in grid.configurations()]
     assert sorted(keys) == sorted(["logreg | features=embedding", "logreg | features=tfidf",
-                                   "logreg | features=hybrid tfidf_weight=0.5", "logreg | features=hybrid tfidf_weight=2",
+                                   "logreg | features=hybrid tfidf_weight=0.5",
+                                   "logreg | features=hybrid tfidf_weight=2",
                                    "mlp epochs=2 | features=embedding"])
     assert grid.dense_only_pairs() == 3  # mlp x tfidf and mlp x hybrid at two weights
     own = grid_from_dict({"heads": [{"head": "logreg"}, {"head": "svm", "C": [0.1], "features": ["hybrid"]}],

@@ -16,12 +16,12 @@ from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, 
                                   PrecisionOption, Strict, Task, TextCol, Threshold, Track, TuneFor, TuneThresholds,
                                   cache_option, data_options, encoder_settings, long_text_settings, say, split_columns,
                                   track_settings)
-from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURE_SETS
+from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, FEATURE_SETS
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
 HeadName = Enum("HeadName", {name: name for name in HEAD_NAMES}, type=str)
-FeatureSet = Enum("FeatureSet", {name: name for name in FEATURE_SETS}, type=str)
+FeatureSet = Enum("FeatureSet", {name: name for name in (AUTO, *FEATURE_SETS)}, type=str)
 
 
 class Loss(str, Enum):
@@ -61,7 +61,8 @@ def fit(
     head: Annotated[HeadName, _head_option("The classifier fitted on the embeddings.")] = "logreg",
     features: Annotated[FeatureSet, _head_option(
         "What the head sees: the sentence embedding, a word 1-2 gram TF-IDF fitted on TRAIN, or both side by side "
-        "(hybrid; tfidf and hybrid need logreg, svm or knn).")] = "embedding",
+        "(hybrid; tfidf and hybrid need logreg, svm or knn). auto: hybrid for logreg and svm, the embedding for "
+        "knn, mlp and chain.")] = AUTO,
     tfidf_weight: Annotated[float, _head_option("Weight of the TF-IDF block beside the unit-length embedding "
                                                 "(hybrid).")] = DEFAULT_TFIDF_WEIGHT,
     valid: Annotated[Optional[Path], typer.Option(help="Validation data, read with the same data options.")] = None,

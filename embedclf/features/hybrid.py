@@ -37,15 +37,13 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         return self.encoder, self.tfidf
 
     def fit(self, X, y=None):
-        encoder, tfidf = self._parts()
-        encoder.fit(X)
-        tfidf.fit(X)
+        self.fit_transform(X)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
         encoder, tfidf = self._parts()
         encoder.fit(X)
-        return self._join(encoder.transform(X), tfidf.fit_transform(X))
+        return self._join(encoder.transform(X), _fit_terms(tfidf, X))
 
     def transform(self, X):
         encoder, tfidf = self._parts()
@@ -60,6 +58,17 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+def _fit_terms(tfidf, texts):
+    """The TF-IDF block of ``texts``, fitting ``tfidf``; on a handful of texts that share no word (``min_df``
+    prunes every term) every word is kept instead: the embedding still carries the meaning."""
+    try:
+        return tfidf.fit_transform(texts)
+    except ValueError as exc:
+        if "no terms remain" not in str(exc) or tfidf.min_df == 1:
+            raise
+        return tfidf.set_params(min_df=1).fit_transform(texts)
 
 
 def join_blocks(dense: np.ndarray, terms, dense_weight: float = 1.0, sparse_weight: float = 1.0) -> sparse.csr_matrix:

@@ -31,7 +31,8 @@ def leaderboard_frame(records: list[dict], metric: str):
         config = record["configuration"]
         score = -record["score"] if key in LOWER_IS_BETTER else record["score"]
         rows.append({"rank": rank, "configuration": record["key"], "head": config["head"],
-                     "features": _features(config), "thresholds": config["thresholds"], "rules": config["rule_threshold"], metric: score,
+                     "features": _features(config), "thresholds": config["thresholds"],
+                     "rules": config["rule_threshold"], metric: score,
                      **{k: v for k, v in summary_metrics(record["metrics"]).items() if k != key},
                      "fit_seconds": record["fit_seconds"],
                      "predict_ms_per_1k": record["predict_ms_per_1k"], "n_rules": record["n_rules"],
@@ -40,7 +41,8 @@ def leaderboard_frame(records: list[dict], metric: str):
         if record["status"] != "ok":
             config = record["configuration"]
             rows.append({"rank": None, "configuration": record["key"], "head": config["head"],
-                         "features": _features(config), "thresholds": config["thresholds"], "rules": config["rule_threshold"],
+                         "features": _features(config), "thresholds": config["thresholds"],
+                         "rules": config["rule_threshold"],
                          "status": "failed", "error": record["error"]})
     frame = pd.DataFrame(rows)
     for column in ("rank", "n_rules", "folds"):  # counts, blank on failed rows
