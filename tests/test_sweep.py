@@ -207,7 +207,7 @@ def test_validation_metrics_match_fit_on_the_same_split(tiny_model, tmp_path, gr
     record = next(r for r in result["records"] if r["key"].startswith("logreg C=2 ") and
                   r["key"].endswith("thresholds=fixed | rules=none"))
     fitted = fit_classifier(train, make_head("logreg", C=2.0), Encoder(settings, cache=tmp_path / "cache"),
-                            data_options=GO, valid_split=0.1)
+                            data_options=GO, valid_split=0.1, features="embedding")
     assert record["valid_rows"] == fitted.info["validation"]["rows"] > 0
     for name in ("micro_f1", "macro_f1", "hamming_loss"):
         assert record["metrics"]["labels"][name] == pytest.approx(fitted.info["validation"]["labels"][name])
