@@ -94,7 +94,12 @@ class TextClassifier:
         if self.features == "embedding":
             return vectors
         terms = self.tfidf.transform(list(texts))
-        return terms if self.features == "tfidf" else self.pipeline.named_steps["encode"]._join(vectors, terms)
+        if self.features == "tfidf":
+            return terms
+        from embedclf.features.hybrid import join_blocks
+
+        step = self.pipeline.named_steps["encode"]
+        return join_blocks(vectors, terms, step.dense_weight, step.sparse_weight)
 
     def scores(self, X) -> np.ndarray:
         """Per label-column probabilities (or scores) for features ``X`` (see :meth:`embed`)."""

@@ -125,10 +125,9 @@ def test_auto_features_are_hybrid_for_the_linear_heads_and_the_embedding_for_the
 
 
 def test_hybrid_on_a_handful_of_texts_sharing_no_word_keeps_every_word():
-    from embedclf.features.hybrid import _fit_terms
-    from embedclf.features.tfidf import tfidf_vectorizer
+    from embedclf.features.tfidf import fit_terms, tfidf_vectorizer
 
-    terms = _fit_terms(tfidf_vectorizer(), ["good movie", "bad film", "great love"])
+    terms = fit_terms(tfidf_vectorizer(), ["good movie", "bad film", "great love"])
     assert terms.shape == (3, 9)  # min_df=2 would prune all: 6 words and 3 bigrams kept instead
     with pytest.raises(ValueError, match="no terms remain"):
         tfidf_vectorizer().fit(["good movie", "bad film"])

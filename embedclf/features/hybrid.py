@@ -12,6 +12,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from embedclf.features.tfidf import fit_terms
+
 
 class HybridFeatures(TransformerMixin, BaseEstimator):
     """``[dense_weight * embedding / ||embedding||, sparse_weight * tfidf]`` as a float32 CSR matrix.
@@ -43,7 +45,7 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
     def fit_transform(self, X, y=None, **fit_params):
         encoder, tfidf = self._parts()
         encoder.fit(X)
-        return self._join(encoder.transform(X), _fit_terms(tfidf, X))
+        return self._join(encoder.transform(X), fit_terms(tfidf, X))
 
     def transform(self, X):
         encoder, tfidf = self._parts()
@@ -58,17 +60,6 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
-
-
-def _fit_terms(tfidf, texts):
-    """The TF-IDF block of ``texts``, fitting ``tfidf``; on a handful of texts that share no word (``min_df``
-    prunes every term) every word is kept instead: the embedding still carries the meaning."""
-    try:
-        return tfidf.fit_transform(texts)
-    except ValueError as exc:
-        if "no terms remain" not in str(exc) or tfidf.min_df == 1:
-            raise
-        return tfidf.set_params(min_df=1).fit_transform(texts)
 
 
 def join_blocks(dense: np.ndarray, terms, dense_weight: float = 1.0, sparse_weight: float = 1.0) -> sparse.csr_matrix:

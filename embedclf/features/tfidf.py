@@ -22,6 +22,17 @@ def tfidf_vectorizer(**overrides):
     return TfidfVectorizer(**(DEFAULTS | overrides))
 
 
+def fit_terms(vectorizer, texts):
+    """Fit ``vectorizer`` and return the TF-IDF block of ``texts``; on a handful of texts that share no word
+    (``min_df`` prunes every term) every word is kept instead: beside an embedding that still carries meaning."""
+    try:
+        return vectorizer.fit_transform(texts)
+    except ValueError as exc:
+        if "no terms remain" not in str(exc) or vectorizer.min_df == 1:
+            raise
+        return vectorizer.set_params(min_df=1).fit_transform(texts)
+
+
 def load_tfidf(where, data: bytes):
     """A fitted vectoriser from skops bytes: only types skops trusts by default load, and it must be a
     fitted ``TfidfVectorizer`` (no custom analyser or tokenizer: those would be code)."""

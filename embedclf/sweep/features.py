@@ -36,14 +36,15 @@ def fold_features(configurations, X: np.ndarray, texts: list[str], folds) -> dic
 
 
 def _tfidf(texts, train_rows, valid_rows):
-    from embedclf.features.tfidf import tfidf_vectorizer
+    from embedclf.features.tfidf import fit_terms, tfidf_vectorizer
 
-    vectorizer = tfidf_vectorizer().fit([texts[i] for i in train_rows])
+    vectorizer = tfidf_vectorizer()
+    train = fit_terms(vectorizer, [texts[i] for i in train_rows])  # as ``fit`` learns it, tiny folds included
     valid_texts = [texts[i] for i in valid_rows]
     start = time.perf_counter()
     valid = vectorizer.transform(valid_texts)
     ms_per_1k = (time.perf_counter() - start) * 1e6 / max(len(valid_texts), 1)
-    return vectorizer.transform([texts[i] for i in train_rows]), valid, ms_per_1k
+    return train, valid, ms_per_1k
 
 
 def _one(features, weight, X, train_rows, valid_rows, terms) -> FoldFeatures:

@@ -41,11 +41,11 @@ class PredictActor(EncodeActor):
         from embedclf.inference import predictions_frame
 
         encoded = super().__call__(batch)
-        vectors = matrix_of(encoded.column("vector"))
-        scores = self.classifier.scores(self.classifier.head_input(batch.column("text").to_pylist(), vectors))
+        texts = batch.column("text").to_pylist()
+        scores = self.classifier.scores(self.classifier.head_input(texts, matrix_of(encoded.column("vector"))))
         Y, added = self.classifier.decide(scores)
         rows = batch.column("row").to_numpy()
-        dataset = Dataset("", batch.column("text").to_pylist(), rows)
+        dataset = Dataset("", texts, rows)
         if self.id_col is not None and "id" in batch.column_names:  # ids of this batch's rows, as the frame wants
             dataset.id_col, dataset.row_ids = self.id_col, dict(zip(rows.tolist(), batch.column("id").to_pylist()))
         table = pa.Table.from_pandas(predictions_frame(self.classifier, dataset, Y, scores, added),
