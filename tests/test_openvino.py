@@ -12,7 +12,7 @@ import pytest
 
 from embedclf.encode.encoder import Encoder
 from embedclf.encode.exports import ExportStore, sample_hash
-from embedclf.encode.settings import EncoderSettings
+from embedclf.encode.settings import OV_INT8_RECIPE, EncoderSettings
 from embedclf.encode.similarity import cosines
 from embedclf.errors import EmbedclfError
 from tests.conftest import sample_texts
@@ -71,7 +71,7 @@ def test_int8_is_calibrated_on_the_texts_checked_once_and_reused(tiny_model, tmp
     assert entry.meta["sample"] == sample_hash(calibration) and entry.meta["calibration_texts"] == 90
     assert entry.path.name.endswith(sample_hash(calibration)[:12]) and not set(calibration) & set(held_out)
     assert 0.98 <= entry.meta["min_cosine"] <= entry.meta["mean_cosine"] <= 1 + 1e-6
-    assert encoder.config["quantization"] == "ov-int8-v3" and entry.meta["unquantised"] >= 1
+    assert encoder.config["quantization"] == OV_INT8_RECIPE and entry.meta["unquantised"] >= 1
     reference = Encoder(tiny_model, cache=False, device="cpu", precision="fp32").encode(texts)
     assert cosines(reference, X).min() > 0.98
 
@@ -165,8 +165,8 @@ def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_pat
     np.testing.assert_array_equal(X, Y)
 
 
-def test_int8_leaves_every_down_projection_unquantised_when_the_first_are_not_enough(tiny_model, tmp_path,
-                                                                                    monkeypatch):
+def test_int8_leaves_the_attention_outputs_and_then_every_down_projection_unquantised(tiny_model, tmp_path,
+                                                                                   monkeypatch):
     import openvino as ov
 
     import embedclf.encode.backends.openvino as backend
@@ -180,7 +180,12 @@ def test_int8_leaves_every_down_projection_unquantised_when_the_first_are_not_en
                         nncf_int8(model, items, ignored, s))
     with pytest.raises(EmbedclfError, match="is below 1.5"):
         openvino(tiny_model, tmp_path / "cache", "int8").encode(TEXTS)
-    (entry,) = backend.int8_exports(EncoderSettings(tiny_model).resolve().ref)
-    projections = backend._down_projections(ov.Core().read_model(str(entry.path / backend.MODEL_XML)))
-    assert entry.meta["unquantised"] == len(projections) > 1 and tried == [projections[:1], projections]
+    ref = EncoderSettings(tiny_model).resolve().ref
+    (entry,) = backend.int8_exports(ref)
+    graph = ov.Core().read_model(str(backend.ensure_ir(ref) / backend.MODEL_XML))
+    projections, attention = backend._down_projections(graph), backend._attention_outputs(graph)
+    assert len(projections) == len(attention) == 2 and not set(projections) & set(attention)
+    assert all(".attention.output." in name for name in attention), "found by structure: named as in BERT"
+    assert tried == [attention + projections[:1], attention + projections]
+    assert entry.meta["unquantised"] == len(attention + projections)
     assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
