@@ -1,12 +1,12 @@
 """What runs inside one variant's process for ``backends.py``: the texts, an encoder per variant (embedclf's
 backends and the peers), the timing, the exports made once before the rounds, and fastembed's child.
 
-Peers: plain ``SentenceTransformer`` (the baseline); sentence-transformers' own ``backend="onnx"`` and
-``"openvino"`` (they need optimum, which does not install beside this venv's transformers: reported as
-not run); OpenVINO static int8 the way its documentation sets up a transformer (nncf's defaults with
-``model_type=TRANSFORMER``, as optimum-intel does; without it the int8 model's cosine to fp32 fell to
-.29), calibrated on 400 local texts, compiled with OpenVINO's defaults; fastembed on embedclf's int8 ONNX
-export, in a Python of its own.
+Peers: plain ``SentenceTransformer`` (the baseline); OpenVINO static int8 the way its documentation sets up
+a transformer (nncf's defaults with ``model_type=TRANSFORMER``, as optimum-intel does; without it the int8
+model's cosine to fp32 fell to .29), calibrated on 400 local texts, compiled with OpenVINO's defaults;
+fastembed on embedclf's int8 ONNX export, in a Python of its own. sentence-transformers' own
+``backend="onnx"``/``"openvino"`` need optimum, which does not install beside this venv's transformers:
+``backends_st_peer`` runs them in a Python of their own.
 """
 
 from __future__ import annotations
@@ -50,13 +50,12 @@ def measure_refused_int8() -> None:
 def encoder_for(variant: str):
     """In the child: a function texts -> normalised vectors for ``variant``, and what embedclf resolved to."""
     name, precision = variant.split()
-    if name in ("st", "st-onnx", "st-openvino"):
+    if name == "st":
         from sentence_transformers import SentenceTransformer
 
         from benchmarks.encode import model_path
 
-        backend = {"st": "torch", "st-onnx": "onnx", "st-openvino": "openvino"}[name]
-        model = SentenceTransformer(str(model_path()), device="cpu", backend=backend)
+        model = SentenceTransformer(str(model_path()), device="cpu")
         model.max_seq_length = MAX_LENGTH
         return (lambda batch: model.encode(batch, batch_size=BATCH_SIZE, normalize_embeddings=True)), None
     if name == "fastembed":
@@ -154,13 +153,13 @@ FASTEMBED_CHILD = """
 import json, sys, time, numpy as np
 from fastembed import TextEmbedding
 from fastembed.common.model_description import ModelSource, PoolingType
-folder, out, sizes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+folder, texts, out, sizes = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 TextEmbedding.add_custom_model("embedclf/int8", pooling=PoolingType.MEAN, normalization=True,
                                sources=ModelSource(hf="embedclf/int8"), dim=384, model_file="model.onnx")
 model = TextEmbedding("embedclf/int8", specific_model_path=folder, threads=2)
 result = {}
 for kind, n in sizes.items():
-    measured, warmup = json.load(open(f"{out}-{kind}.json"))
+    measured, warmup = json.load(open(f"{texts}-{kind}.json"))
     list(model.embed(warmup, batch_size=32))
     start = time.perf_counter()
     X = np.array(list(model.embed(measured, batch_size=32)), dtype=np.float32)

@@ -255,11 +255,12 @@ def main() -> None:
     cpu = results / f"backends-cpu{suffix}.md"
     if cpu.exists():
         lines += ["## Fast CPU encoding: precision auto, OpenVINO, guarded int8, cold starts", "",
-                  "`python benchmarks/backends.py --short 2000 --long 500 --rounds 3 --fastembed-python PY` "
-                  f"(results/{cpu.stem}.json; fastembed from a venv of its own). Targets: the default at least 2x "
-                  "plain ST on short and long texts at cosine .999; the fastest int8 at least 4x on both, cosine "
-                  "mean .995 and min .98, ahead of the OpenVINO nncf-default int8 peer and fastembed; a new cache "
-                  "directory adds at most 1 s; peak memory no higher than plain ST's.", "",
+                  "`python benchmarks/backends.py --short 2000 --long 500 --rounds 3 --st-python PY --fastembed-"
+                  f"python PY` (results/{cpu.stem}.json; ST's onnx/openvino and fastembed from venvs of their own, "
+                  "see benchmarks/README.md). Targets: the default at least 2x plain ST on short and long texts at "
+                  "cosine .999; the fastest int8 at least 4x on both, cosine mean .995 and min .98, ahead of the "
+                  "OpenVINO nncf-default int8 peer and fastembed; a new cache directory adds at most 1 s; peak "
+                  "memory no higher than plain ST's.", "",
                   *cpu.read_text().splitlines(), ""]
     if accuracy:
         lines += accuracy_section(accuracy)
