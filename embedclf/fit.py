@@ -114,6 +114,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     MLP early stopping and threshold tuning, and its metrics are stored with the model. ``rules``
     (co-occurrence rules) are stored with the model and applied to every prediction. ``long_text``
     (:class:`~embedclf.encode.long_text.LongTextSettings`) chunks texts longer than the model's window.
+    The fitted head is ``classifier.head``: ``head`` itself, or, when hybrid's TF-IDF weight is tuned
+    (``FitSettings.tunes_tfidf_weight``), the clone of it fitted at the chosen weight.
     """
     settings = settings or FitSettings(**fields)
     features = resolve_features(settings.features, head)
