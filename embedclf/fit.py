@@ -29,7 +29,9 @@ class FitSettings:
     """How to validate and decide, shared by ``fit`` and ``finetune``; validated once, here.
 
     ``features`` is what the head sees (``embedding``, ``tfidf``, ``hybrid``; ``auto``: see :mod:`embedclf.features`)
-    and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``. ``valid_split`` holds out a stratified
+    and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``; None (not given) is the default weight, or,
+    when thresholds are tuned, the best on validation of a small grid (:mod:`embedclf.features.weight`); a
+    given weight is always kept. ``valid_split`` holds out a stratified
     fraction of the training data (when no validation file is given); ``threshold`` is the multi-label
     decision threshold, or the default the tuning starts from; ``tune_thresholds`` tunes them on validation
     data for ``tune_for`` (macro: one per label, micro: one per target); ``at_least_one`` gives a row with
@@ -43,12 +45,12 @@ class FitSettings:
     at_least_one: bool = False
     seed: int = 0
     features: str = AUTO
-    tfidf_weight: float = DEFAULT_TFIDF_WEIGHT
+    tfidf_weight: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
         object.__setattr__(self, "features", getattr(self.features, "value", self.features))
-        check_feature_set(self.features, self.tfidf_weight)
+        check_feature_set(self.features, DEFAULT_TFIDF_WEIGHT if self.tfidf_weight is None else self.tfidf_weight)
         if self.valid_split is not None and not 0 < self.valid_split < 1:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
@@ -57,6 +59,10 @@ class FitSettings:
             raise EmbedclfError(f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         if self.tune_for not in OBJECTIVES:
             raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {self.tune_for!r}")
+
+    def tunes_tfidf_weight(self, features: str) -> bool:
+        """Whether ``fit`` chooses hybrid's TF-IDF weight on validation data: tuning is asked, no weight given."""
+        return features == "hybrid" and self.tune_thresholds and self.tfidf_weight is None
 
     def check_validation(self, valid: Dataset | None) -> None:
         if valid is not None and self.valid_split:
@@ -108,6 +114,8 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     MLP early stopping and threshold tuning, and its metrics are stored with the model. ``rules``
     (co-occurrence rules) are stored with the model and applied to every prediction. ``long_text``
     (:class:`~embedclf.encode.long_text.LongTextSettings`) chunks texts longer than the model's window.
+    The fitted head is ``classifier.head``: ``head`` itself, or, when hybrid's TF-IDF weight is tuned
+    (``FitSettings.tunes_tfidf_weight``), the clone of it fitted at the chosen weight.
     """
     settings = settings or FitSettings(**fields)
     features = resolve_features(settings.features, head)
@@ -125,8 +133,9 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     check_fits_rows(head, len(texts))
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
-                                features=features, tfidf_weight=settings.tfidf_weight,
-                                long_text=long_text)
+                                features=features, long_text=long_text,
+                                tfidf_weight=DEFAULT_TFIDF_WEIGHT if settings.tfidf_weight is None
+                                else settings.tfidf_weight)
     fit_params = {"head__layout": space.layout}
     X_valid = None
     if valid_texts is not None and features == "embedding":  # TF-IDF is learnt from train first
@@ -134,16 +143,22 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         say(f"validation embeddings: {encoder.last_report.summary(encoder.max_length)}")
         if "validation" in inspect.signature(head.fit).parameters:  # the MLP stops early on it
             fit_params["head__validation"] = (X_valid, Y_valid)
+    tune_weight = settings.tunes_tfidf_weight(features) and valid_texts is not None
     start = time.perf_counter()
     try:
-        classifier.pipeline.fit(texts, Y, **fit_params)
+        if tune_weight:
+            X_valid, fit_seconds = _fit_tuning_weight(classifier, texts, Y, valid_texts, Y_valid, settings, say)
+        else:
+            classifier.pipeline.fit(texts, Y, **fit_params)
     except ValueError as exc:  # the head refused these data (scikit-learn's own checks): say so in one line
         raise EmbedclfError(f"cannot fit the {type(head).__name__}: {' '.join(str(exc).split())[:300]}") from None
-    seconds = time.perf_counter() - start
-    encoded = encoder.last_report
-    say(f"train embeddings: {classifier.encoding_line()}")
-    fit_seconds = seconds - (encoded.seconds if encoded is not None else 0.0)
-    say(f"fitted {type(head).__name__} on {len(texts):,} x {head.n_features_in_} in {fit_seconds:.1f}s")
+    if not tune_weight:
+        encoded = encoder.last_report
+        say(f"train embeddings: {classifier.encoding_line()}")
+        fit_seconds = time.perf_counter() - start - (encoded.seconds if encoded is not None else 0.0)
+    tried = f" at {len(classifier.info['tfidf_weight']['tried'])} TF-IDF weights" if tune_weight else ""
+    say(f"fitted {type(head).__name__} on {len(texts):,} x {classifier.head.n_features_in_}{tried} "
+        f"in {fit_seconds:.1f}s")
     classifier.info |= {"train_rows": len(texts), "fit_seconds": round(fit_seconds, 3)}
     if valid_texts is not None and X_valid is None:
         X_valid = classifier.embed(valid_texts)
@@ -152,6 +167,37 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
                          settings.threshold, settings.tune_for)
     return classifier
+
+
+def _fit_tuning_weight(classifier: TextClassifier, texts, Y, valid_texts, Y_valid, settings: FitSettings,
+                       say: Callable[[str], None]):
+    """Fit a hybrid model at the TF-IDF weight that scores best on validation (see :mod:`embedclf.features.weight`):
+    the embeddings and the vectoriser once, a head per weight. ``(X_valid at that weight, fit seconds)``."""
+    from embedclf.features.weight import choose_tfidf_weight, metric_label, target_metrics, validation_value
+
+    step = classifier.pipeline.named_steps["encode"]
+    start = time.perf_counter()
+    train_blocks = step.fit_blocks(texts)
+    encoded = classifier.encoder.last_report
+    vectorise_seconds = time.perf_counter() - start - (encoded.seconds if encoded is not None else 0.0)
+    say(f"train embeddings: {classifier.encoding_line()}")
+    valid_blocks = step.transform_blocks(valid_texts)
+    say(f"validation embeddings: {classifier.encoding_line()}")
+    metrics = target_metrics(classifier.space, settings.tune_for)
+
+    def score(head, X_valid) -> float:
+        classifier.pipeline.steps[-1] = ("head", head)
+        score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
+                         settings.threshold, settings.tune_for)
+        return validation_value(classifier.info["validation"], metrics)
+
+    choice = choose_tfidf_weight(classifier.head, train_blocks, valid_blocks, Y, {"layout": classifier.space.layout},
+                                 score, metric_label(metrics))
+    classifier.pipeline.steps[-1] = ("head", choice.head)
+    classifier.tfidf_weight = step.sparse_weight = choice.weight
+    classifier.info["tfidf_weight"] = choice.record()
+    say(choice.summary())
+    return step.join(*valid_blocks), vectorise_seconds + sum(choice.fit_seconds.values())
 
 
 def score_validation(classifier: TextClassifier, Y_valid: np.ndarray, scores: np.ndarray, tune_thresholds: bool,
@@ -221,6 +267,8 @@ def fit_files(train_path, out, head, encoder_settings, settings: FitSettings, da
 
         from embedclf.track_runs import track_fit
 
-        run_id = track_fit(tracking, "fit", classifier, out, train_path, valid, asdict(settings))
+        chosen = classifier.tfidf_weight if classifier.features == "hybrid" else None  # the weight fitted with
+        params = asdict(settings) | {"tfidf_weight": chosen}
+        run_id = track_fit(tracking, "fit", classifier, out, train_path, valid, params)
         say(f"tracked as MLflow run {run_id}")
     return classifier

@@ -16,7 +16,7 @@ from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, 
                                   PrecisionOption, Strict, Task, TextCol, Threshold, Track, TuneFor, TuneThresholds,
                                   cache_option, data_options, encoder_settings, long_text_settings, say, split_columns,
                                   track_settings)
-from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, FEATURE_SETS
+from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, FEATURE_SETS, TFIDF_WEIGHT_GRID
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
@@ -63,8 +63,10 @@ def fit(
         "What the head sees: the sentence embedding, a word 1-2 gram TF-IDF fitted on TRAIN, or both side by side "
         "(hybrid; tfidf and hybrid need logreg, svm or knn). auto: hybrid for logreg and svm, the embedding for "
         "knn, mlp and chain.")] = AUTO,
-    tfidf_weight: Annotated[float, _head_option("Weight of the TF-IDF block beside the unit-length embedding "
-                                                "(hybrid).")] = DEFAULT_TFIDF_WEIGHT,
+    tfidf_weight: Annotated[Optional[float], _head_option(
+        f"Weight of the TF-IDF block beside the unit-length embedding (hybrid). Not given: "
+        f"{DEFAULT_TFIDF_WEIGHT:g}, or with --tune-thresholds the best on validation of "
+        f"{', '.join(f'{w:g}' for w in TFIDF_WEIGHT_GRID)} (one more head fit per weight).")] = None,
     valid: Annotated[Optional[Path], typer.Option(help="Validation data, read with the same data options.")] = None,
     valid_split: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of TRAIN for validation (stratified over labels).")] = None,

@@ -18,6 +18,8 @@ AUTO_HYBRID_HEADS = ("logreg", "svm")  # the heads ``auto`` gives hybrid feature
 SPARSE_HEADS = ("logreg", "svm", "knn")
 FEATURES_FILE = "features.skops"
 DEFAULT_TFIDF_WEIGHT = 1.0
+# the weights ``fit`` tries when it tunes on validation data and no --tfidf-weight was given (see .weight)
+TFIDF_WEIGHT_GRID = (0.5, 1.0, 2.0)
 
 
 def check_feature_set(features: str, tfidf_weight: float = DEFAULT_TFIDF_WEIGHT) -> None:

@@ -43,15 +43,24 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
-        encoder, tfidf = self._parts()
-        encoder.fit(X)
-        return self._join(encoder.transform(X), fit_terms(tfidf, X))
+        return self.join(*self.fit_blocks(X))
 
     def transform(self, X):
-        encoder, tfidf = self._parts()
-        return self._join(encoder.transform(X), tfidf.transform(X))
+        return self.join(*self.transform_blocks(X))
 
-    def _join(self, dense: np.ndarray, terms) -> sparse.csr_matrix:
+    def fit_blocks(self, X) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """Fit both parts on ``X`` and return its two blocks unjoined: ``fit`` tries several weights on them
+        without refitting the vectoriser or encoding again."""
+        encoder, tfidf = self._parts()
+        encoder.fit(X)
+        return encoder.transform(X), fit_terms(tfidf, X)
+
+    def transform_blocks(self, X) -> tuple[np.ndarray, sparse.csr_matrix]:
+        encoder, tfidf = self._parts()
+        return encoder.transform(X), tfidf.transform(X)
+
+    def join(self, dense: np.ndarray, terms) -> sparse.csr_matrix:
+        """The two blocks as this step's output, at its weights."""
         self.n_features_out_ = dense.shape[1] + terms.shape[1]
         return join_blocks(dense, terms, self.dense_weight, self.sparse_weight)
 
