@@ -276,6 +276,11 @@ def main() -> None:
         from benchmarks.fit_time import render as render_fit_time
 
         lines += render_fit_time(fit_time)
+    tfidf_weight = _load(results, f"tfidf_weight{suffix}.json")
+    if tfidf_weight is not None:
+        from benchmarks.tfidf_weight import render as render_tfidf_weight
+
+        lines += render_tfidf_weight(tfidf_weight)
     mpnet, mpnet_speed = _load(results, f"features-mpnet{suffix}.json"), _load(results, f"mpnet-speed{suffix}.json")
     if mpnet is not None or mpnet_speed is not None:
         from benchmarks.features_report import render_mpnet

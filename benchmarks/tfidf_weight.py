@@ -89,5 +89,24 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def render(result: dict) -> list[str]:
+    """The report's lines: each weight's validation and test score per data set and head, and fit's pick."""
+    weights = sorted({float(w) for row in result["rows"] for w in row["weights"]})
+    sampled = "On accuracy.py's seeded samples" if result["quick"] else "On the full splits"
+    lines = ["", "### Hybrid's TF-IDF weight (`python benchmarks/tfidf_weight.py`)", "",
+             f"{sampled}; each weight's head fitted on the same embeddings and vectoriser, scored "
+             "as `fit --tune-thresholds --tune-for micro` scores it (validation), then on test at the thresholds "
+             f"tuned on validation. `fit` picks the best on validation of {', '.join(f'{w:g}' for w in result['grid'])} "
+             "(ties to 1) when it tunes and no `--tfidf-weight` is given.", "",
+             "| data set | head | metric | " + " | ".join(f"weight {w:g}: valid / test" for w in weights)
+             + " | picked | test at pick | test at 1 |", "|---|---|---|" + "---:|" * (len(weights) + 3)]
+    for row in result["rows"]:
+        cells = [f"{row['weights'][str(w)]['validation']:.4f} / {row['weights'][str(w)]['test']:.4f}"
+                 if str(w) in row["weights"] else "–" for w in weights]
+        lines.append(f"| {row['dataset']} | {row['head']} | {row['metric']} | " + " | ".join(cells)
+                     + f" | {row['picked']:g} | {row['test_picked']:.4f} | {row['test_default']:.4f} |")
+    return lines + [""]
+
+
 if __name__ == "__main__":
     main()
