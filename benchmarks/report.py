@@ -281,8 +281,10 @@ def main() -> None:
         from benchmarks.tfidf_weight import render as render_tfidf_weight
 
         lines += render_tfidf_weight(tfidf_weight)
-    mpnet, mpnet_speed = _load(results, f"features-mpnet{suffix}.json"), _load(results, f"mpnet-speed{suffix}.json")
-    if mpnet is not None or mpnet_speed is not None:
+    mpnet = [r for r in (_load(results, f"features-mpnet{suffix}.json"),
+                         _load(results, f"features-mpnet-reuters{suffix}.json")) if r is not None]
+    mpnet_speed = _load(results, f"mpnet-speed{suffix}.json")
+    if mpnet or mpnet_speed is not None:
         from benchmarks.features_report import render_mpnet
 
         lines += render_mpnet(mpnet, mpnet_speed)
