@@ -14,6 +14,11 @@ import numpy as np
 from tests.conftest import sample_texts
 
 ROOT = Path(__file__).resolve().parents[1]
+# ``embedclf`` with each chunk's encoding slowed down: the tiny model encodes 3,000 texts in a blink, before
+# the test could interrupt it
+SLOW_CLI = ("import sys, time; sys.path.insert(0, {root!r}); from embedclf.encode.backends.torch import TorchEmbedder; "
+            "fast = TorchEmbedder.encode; TorchEmbedder.encode = lambda self, *a: time.sleep(0.02) or fast(self, *a); "
+            "from embedclf.cli import main; main()")
 
 
 def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tiny_model, tmp_path):
@@ -24,7 +29,8 @@ def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tiny_model, tmp
     common = [sys.executable, "-m", "embedclf", "encode", str(data), "--model", tiny_model, "--device", "cpu",
               "--precision", "fp32", "--chunk-size", "10"]
     cache = tmp_path / "cache"
-    process = subprocess.Popen([*common, "--cache", str(cache)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    slow = [sys.executable, "-c", SLOW_CLI.format(root=str(ROOT)), *common[3:]]
+    process = subprocess.Popen([*slow, "--cache", str(cache)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(cache.glob("*/shards/[0-9]*.npy"))) < 3:
         time.sleep(0.05)

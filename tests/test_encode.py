@@ -112,15 +112,15 @@ def test_orphaned_temporary_shard_is_ignored_and_removed(tiny_model, cache_dir):
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    from sentence_transformers import SentenceTransformer
+    from embedclf.encode.backends.torch import TorchEmbedder
     from embedclf.encode.encoder import Encoder
     from tests.conftest import sample_texts
 
-    original = SentenceTransformer.encode
+    original = TorchEmbedder.encode  # one call per chunk: the tiny model alone is done in a blink
     def slow(self, *args, **kwargs):
         time.sleep({delay})
         return original(self, *args, **kwargs)
-    SentenceTransformer.encode = slow
+    TorchEmbedder.encode = slow
     Encoder({model!r}, cache={cache!r}, device="cpu", precision="fp32", chunk_size=10).encode(
         sample_texts({n}, seed={seed}))
 """)
