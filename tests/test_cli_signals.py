@@ -30,7 +30,10 @@ def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tiny_model, tmp
               "--precision", "fp32", "--chunk-size", "10"]
     cache = tmp_path / "cache"
     slow = [sys.executable, "-c", SLOW_CLI.format(root=str(ROOT)), *common[3:]]
-    process = subprocess.Popen([*slow, "--cache", str(cache)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    # a shell that starts a job in the background (``cmd &``) sets it to ignore SIGINT, and children
+    # inherit that: give the command the default disposition a terminal's Ctrl-C would meet
+    process = subprocess.Popen([*slow, "--cache", str(cache)], stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(cache.glob("*/shards/[0-9]*.npy"))) < 3:
         time.sleep(0.05)
