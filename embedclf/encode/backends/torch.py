@@ -71,8 +71,8 @@ class TorchEmbedder:
 
         One forward pass per capped batch, through the model's modules (tokenise, Transformer, Pooling)
         rather than ``SentenceTransformer.encode``: that re-sorts a batch and, per call, puts every module
-        in eval mode and looks the device up over all parameters, about 4 ms a call that a pass of a few
-        short texts (a server's) feels (measured: one 12-token text 14.4 ms through ``encode``).
+        in eval mode and looks the device up over all parameters, which a pass of a few short texts (a
+        server's) feels (measured here: one 12-token text 12.6 ms through ``encode``, 11.0 ms this way).
         """
         import torch
 
