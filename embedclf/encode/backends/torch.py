@@ -47,11 +47,18 @@ def load_sentence_transformer(settings):
 
 
 class TorchEmbedder:
-    """Sorted texts to vectors with a SentenceTransformer, one forward pass per capped batch."""
+    """Sorted texts to vectors with a SentenceTransformer, one forward pass per capped batch; on CPU its
+    Linear layers are prepacked for oneDNN (``backends/prepack``)."""
+
+    packed_layers = 0
 
     def __init__(self, settings):
         self.settings = settings
         self.model = load_sentence_transformer(settings)
+        if self.model.device.type == "cpu":
+            from embedclf.encode.backends.prepack import prepack_linears
+
+            self.packed_layers = prepack_linears(self.model)
         self.tokenizer = self.model.tokenizer
         self.device = self.model.device
         self.dimension = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
