@@ -428,3 +428,26 @@ def test_a_failing_model_call_fails_its_requests_only(tiny_model):
         assert failed.status_code == 500 and "forward pass failed" in failed.json()["error"]["message"]
         assert httpx.post(f"{url}/v1/embeddings", json={"input": "second"}, timeout=30).status_code == 200
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, monkeypatch):
+    import torch
+
+    from embedclf.serve import service as service_module
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        service = tiny_service(tiny_model).load()
+        seen = []
+        encode = service.encoder.encode
+        monkeypatch.setattr(service.encoder, "encode", lambda texts: seen.append(torch.get_num_threads()) or encode(texts))
+        monkeypatch.setattr(service_module, "SMALL_PASS_TOKENS", 100)
+        texts = ["one short text"] * 3
+        small, _ = service.work(texts, service.token_counts(texts), np.array([], dtype=np.int64))
+        long_texts = [" ".join(sample_texts(30, seed=1))] * 4  # 4 x the max length of 128 tokens
+        service.work(long_texts, service.token_counts(long_texts), np.array([], dtype=np.int64))
+        assert seen == [1, 2] and torch.get_num_threads() == 2  # and back to all threads after the small pass
+        np.testing.assert_allclose(small, service.encoder.encode(texts), atol=1e-6)
+    finally:
+        torch.set_num_threads(before)
