@@ -442,7 +442,7 @@ def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, 
         seen = []
         encode = service.encoder.encode
         monkeypatch.setattr(service.encoder, "encode", lambda texts: seen.append(torch.get_num_threads()) or encode(texts))
-        monkeypatch.setattr(service_module, "SMALL_PASS_TOKENS", 100)
+        monkeypatch.setattr(service_module, "SMALL_PASS_TOKENS", 100)  # 3 short texts under it, 4 long ones over
         texts = ["one short text"] * 3
         small, _ = service.work(texts, service.token_counts(texts), np.array([], dtype=np.int64))
         long_texts = [" ".join(sample_texts(30, seed=1))] * 4  # 4 x the max length of 128 tokens

@@ -18,10 +18,10 @@ from embedclf.encode.settings import EncoderSettings
 from embedclf.errors import EmbedclfError
 
 MODEL_ONLY = ("pooling", "max_length", "normalize")  # fixed by the model folder: its head was fitted on them
-# A torch pass of fewer padded tokens than this runs on one thread: the server's other work (HTTP, JSON,
-# tokenising) needs a core too, and two torch threads that wait at every op's barrier for a core the
-# event loop holds made one short text 14 ms served against 9.6 ms on one thread (2 cores, MiniLM).
-SMALL_PASS_TOKENS = 512
+# A torch pass of fewer padded tokens than this (a lone short text) runs on one thread: served, one short
+# text took 14 ms on two threads against 9.6 ms on one (2 cores, MiniLM; 3 alternating server runs). At
+# 512, groups of 16 short texts under load ran on one thread too, and 32 clients got 0.30x offline, not 0.45x.
+SMALL_PASS_TOKENS = 64
 FLUSH_TEXTS, FLUSH_SECONDS = 4096, 30.0  # with --cache, new vectors reach the cache a shard per this many or this old
 
 
