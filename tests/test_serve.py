@@ -451,3 +451,17 @@ def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, 
         np.testing.assert_allclose(small, service.encoder.encode(texts), atol=1e-6)
     finally:
         torch.set_num_threads(before)
+
+
+def test_embeddings_body_writes_float32_exactly_and_shortest():
+    import json
+
+    from embedclf.serve.schemas import embeddings_body
+
+    vectors = np.random.default_rng(0).standard_normal((3, 384)).astype(np.float32)
+    body = embeddings_body(vectors, 7, "m", "float")
+    parsed = json.loads(body)
+    back = np.array([row["embedding"] for row in parsed["data"]], dtype=np.float32)
+    np.testing.assert_array_equal(back, vectors)  # every float32 comes back bit for bit
+    assert [row["index"] for row in parsed["data"]] == [0, 1, 2] and parsed["usage"]["total_tokens"] == 7
+    assert len(body) < 3 * 384 * 13  # float32's shortest digits, not float64's 17

@@ -20,7 +20,8 @@ def require_extra() -> None:
     """The one-line install hint (exit 2) when the ``serve`` extra is missing."""
     import importlib
 
-    for module, name in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client")):
+    for module, name in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client"),
+                         ("orjson", "orjson")):
         try:
             importlib.import_module(module)
         except ImportError:
