@@ -64,3 +64,13 @@ def test_torch_backend_packs_on_cpu_and_encodes_as_sentence_transformers_does(ti
     reference.max_seq_length = 64
     expected = reference.encode(texts, normalize_embeddings=True, batch_size=16)
     np.testing.assert_allclose(vectors, expected, atol=2e-5)
+
+
+def test_other_machines_keep_plain_linear_layers(monkeypatch):
+    import platform
+
+    from embedclf.encode.backends.prepack import prepack_linears
+
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    model = _bert("gelu")
+    assert prepack_linears(model) == 0 and type(model.encoder.layer[0].output.dense) is torch.nn.Linear
