@@ -50,7 +50,7 @@ class FitSettings:
     def __post_init__(self):
         object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
         object.__setattr__(self, "features", getattr(self.features, "value", self.features))
-        check_feature_set(self.features, DEFAULT_TFIDF_WEIGHT if self.tfidf_weight is None else self.tfidf_weight)
+        check_feature_set(self.features, self.tfidf_weight_or_default)
         if self.valid_split is not None and not 0 < self.valid_split < 1:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
@@ -59,6 +59,11 @@ class FitSettings:
             raise EmbedclfError(f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         if self.tune_for not in OBJECTIVES:
             raise EmbedclfError(f"--tune-for must be {' or '.join(OBJECTIVES)}, not {self.tune_for!r}")
+
+    @property
+    def tfidf_weight_or_default(self) -> float:
+        """The weight hybrid starts from: the one given, else the default (``None`` means "not given")."""
+        return DEFAULT_TFIDF_WEIGHT if self.tfidf_weight is None else self.tfidf_weight
 
     def tunes_tfidf_weight(self, features: str) -> bool:
         """Whether ``fit`` chooses hybrid's TF-IDF weight on validation data: tuning is asked, no weight given."""
@@ -134,8 +139,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
                                 features=features, long_text=long_text,
-                                tfidf_weight=DEFAULT_TFIDF_WEIGHT if settings.tfidf_weight is None
-                                else settings.tfidf_weight)
+                                tfidf_weight=settings.tfidf_weight_or_default)
     fit_params = {"head__layout": space.layout}
     X_valid = None
     if valid_texts is not None and features == "embedding":  # TF-IDF is learnt from train first
