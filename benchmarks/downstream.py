@@ -36,9 +36,9 @@ VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino",
 BOOTSTRAP = 20
 
 
-def scores_of(split, backend: str, precision: str) -> tuple[object, np.ndarray, np.ndarray, float]:
+def scores_of(split, backend: str, precision: str, cache: Path) -> tuple[object, np.ndarray, np.ndarray, float]:
     """The logreg head fitted on this variant's train vectors, its dev and test scores, and the encode time."""
-    encoder = Encoder(backend=backend, precision=precision, device="cpu", cache=ROOT / "cache", progress=False)
+    encoder = Encoder(backend=backend, precision=precision, device="cpu", cache=cache, progress=False)
     start = time.perf_counter()
     for part in (split.train, split.valid, split.test):
         encoder.encode(part.texts)
@@ -70,11 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache",
+                        help="the vector cache; a new one re-encodes every variant with the code as it is now")
     args = parser.parse_args()
     (split,) = load_splits(["goemotions"], quick=args.quick)
     rows, noise = [], None
     for backend, precision in VARIANTS:
-        classifier, S_valid, S_test, encode_seconds = scores_of(split, backend, precision)
+        classifier, S_valid, S_test, encode_seconds = scores_of(split, backend, precision, args.cache)
         space = classifier.space
         Y_valid, Y_test = space.encode(split.valid)[0], space.encode(split.test)[0]
         row = {"backend": backend, "precision": precision, "encode_seconds": round(encode_seconds, 1),
