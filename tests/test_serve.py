@@ -259,6 +259,7 @@ def test_health_turns_ready_once_loaded_and_metrics_count_requests(tiny_model):
 
 def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(tiny_model):
     service = tiny_service(tiny_model).load()
+    service.workers = 1  # one group at a time: the second test below runs two
     expected = service.encoder.encode([f"text number {i}" for i in range(8)])
     gate, entered, original = threading.Event(), threading.Event(), service.work
 
@@ -430,7 +431,7 @@ def test_a_failing_model_call_fails_its_requests_only(tiny_model):
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, monkeypatch):
+def test_passes_take_one_thread_when_small_all_when_alone_and_a_share_beside_another(tiny_model, monkeypatch):
     import torch
 
     from embedclf.serve import service as service_module
@@ -439,6 +440,7 @@ def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, 
     torch.set_num_threads(2)
     try:
         service = tiny_service(tiny_model).load()
+        assert service.workers == 2
         seen = []
         encode = service.encoder.encode
         monkeypatch.setattr(service.encoder, "encode", lambda texts: seen.append(torch.get_num_threads()) or encode(texts))
@@ -447,10 +449,54 @@ def test_small_passes_run_on_one_torch_thread_and_large_ones_on_all(tiny_model, 
         small, _ = service.work(texts, service.token_counts(texts), np.array([], dtype=np.int64))
         long_texts = [" ".join(sample_texts(30, seed=1))] * 4  # 4 x the max length of 128 tokens
         service.work(long_texts, service.token_counts(long_texts), np.array([], dtype=np.int64))
-        assert seen == [1, 2] and torch.get_num_threads() == 2  # and back to all threads after the small pass
+        with service._threads_for(1000):  # another worker's pass is running
+            service.work(long_texts, service.token_counts(long_texts), np.array([], dtype=np.int64))
+        assert seen == [1, 2, 1] and torch.get_num_threads() == 2  # and back to all threads after each pass
         np.testing.assert_allclose(small, service.encoder.encode(texts), atol=1e-6)
     finally:
         torch.set_num_threads(before)
+
+
+def test_two_workers_encode_two_groups_at_once_and_answer_each_request_its_own(tiny_model):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        service = tiny_service(tiny_model).load()
+    finally:
+        torch.set_num_threads(before)
+    assert service.workers == 2
+    texts = [f"text number {i}" for i in range(6)]
+    expected = service.encoder.encode(texts)
+    both, original, calls, first_in = threading.Barrier(2, timeout=30), service.work, [], threading.Event()
+
+    def work(texts, tokens, rows):  # the first two groups go on only once both are in a worker
+        calls.append(len(texts))
+        first_in.set()
+        if len(calls) <= 2:
+            try:
+                both.wait()
+            except threading.BrokenBarrierError:  # one worker: the first group waited alone, in vain
+                pass
+        return original(texts, tokens, rows)
+
+    service.work = work
+
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            first = asyncio.create_task(client.post("/v1/embeddings", json={"input": texts[0]}))
+            assert await asyncio.to_thread(first_in.wait, 30)  # the first group holds one worker
+            rest = await asyncio.gather(*(client.post("/v1/embeddings", json={"input": text}) for text in texts[1:]))
+            return [await first, *rest]
+
+    with serving(lambda: service) as (url, _):
+        wait_ready(url)
+        responses = asyncio.run(scenario(url))
+    assert not both.broken and len(calls) >= 2  # two groups were in the model at the same time
+    assert all(r.status_code == 200 for r in responses)
+    served = np.array([r.json()["data"][0]["embedding"] for r in responses], dtype=np.float32)
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)
 
 
 def test_embeddings_body_writes_float32_exactly_and_shortest():

@@ -20,7 +20,7 @@ from embedclf.encode.exports import ExportStore, entry_name
 BF16_MIN_COSINE = 0.999
 INT8_MIN_COSINE = 0.98  # an int8 export's least cosine to fp32 on its check sample (onnx and openvino)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-GUARD_RECIPE = "bf16-guard-v2"  # v2: both precisions with prepacked Linear layers
+GUARD_RECIPE = "bf16-guard-v3"  # v2: both precisions with prepacked Linear layers; v3: and unpadded BERT
 _SENTENCES = (
     "I am so happy for you, this is great news!", "Why would anyone do that?", "ok", "Thanks.",
     "The market fell sharply after the bank reported a loss on its loan book.",

@@ -154,7 +154,7 @@ async def _load(state: State, load: Callable, on_ready, on_error) -> None:
         return
     batcher = Batcher(service.work, batch_size=service.settings.batch_size,
                       batch_tokens=service.settings.batch_tokens, max_wait_ms=state.settings.max_wait_ms,
-                      metrics=state.metrics)
+                      metrics=state.metrics, workers=service.workers)
     batcher.start()
     state.batcher, state.service = batcher, service
     if on_ready is not None:

@@ -1,14 +1,15 @@
 """Dynamic batching: concurrent requests merged into one forward pass, the model run off the event loop.
 
-Requests wait in a queue that one worker drains. The worker takes the oldest request and adds the
+Requests wait in a queue that ``workers`` workers drain (two groups can encode at once: see
+:attr:`embedclf.serve.service.Service.workers`). A worker takes the oldest request and adds the
 next ones while the group still fits ``passes`` forward passes of the encoder's policy (``batch_size``
 texts, ``max_batch_tokens`` padded tokens each, as ``embedclf encode`` batches): a larger group sorts
 by length into fuller passes with less padding (a pass has a fixed cost of several short texts), and a
 request waits at most for the group ahead of it. A single request larger than that is taken alone
 and split by the encoder. It waits up to ``max_wait_ms`` for company, but only while
-other requests are still being read: a lone client is never held back. The group then runs in one
-thread of its own (``run_in_executor``), so the loop keeps answering ``/health`` and reading requests
-while the model works, and the next group forms meanwhile.
+other requests are still being read: a lone client is never held back. The group then runs in a
+thread of the worker's own (``run_in_executor``), so the loop keeps answering ``/health`` and reading
+requests while the model works, and the next group forms meanwhile.
 """
 
 from __future__ import annotations
@@ -75,14 +76,15 @@ class Batcher:
     """Merge concurrent :meth:`submit` calls into groups that fit one forward pass, and run them with ``work``."""
 
     def __init__(self, work: Work, *, batch_size: int, batch_tokens: int, max_wait_ms: float, metrics=None,
-                 passes: int = GROUP_PASSES):
+                 passes: int = GROUP_PASSES, workers: int = 1):
         self.work, self.batch_size, self.batch_tokens = work, batch_size * passes, batch_tokens * passes
         self.max_wait = max_wait_ms / 1000
         self.metrics = metrics
         self._pending: collections.deque[Job] = collections.deque()
         self._queued = asyncio.Event()
         self._arriving = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedclf-model")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedclf-model")
         self._worker: asyncio.Task | None = None
 
     # -- the requests' side ----------------------------------------------------------------------
@@ -105,7 +107,7 @@ class Batcher:
 
     # -- the worker ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="embedclf-batcher")
+        self._worker = asyncio.get_running_loop().create_task(self._run_workers(), name="embedclf-batcher")
 
     async def stop(self) -> None:
         """Stop the worker (requests still queued or in the group being formed fail) and the model's thread."""
@@ -115,6 +117,9 @@ class Batcher:
         _fail(list(self._pending), RuntimeError("the server is shutting down"))
         self._pending.clear()
         self._executor.shutdown(wait=True)
+
+    async def _run_workers(self) -> None:
+        await asyncio.gather(*(self._run() for _ in range(self.workers)))
 
     async def _run(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -48,18 +49,29 @@ def load_sentence_transformer(settings):
 
 class TorchEmbedder:
     """Sorted texts to vectors with a SentenceTransformer, one forward pass per capped batch; on CPU its
-    Linear layers are prepacked for oneDNN (``backends/prepack``)."""
+    Linear layers are prepacked for oneDNN (``backends/prepack``) and a BERT model runs without padding
+    (``backends/unpadded``)."""
 
     packed_layers = 0
+    unpadded = None  # the padding-free pass, where it covers the model
 
     def __init__(self, settings):
         self.settings = settings
         self.model = load_sentence_transformer(settings)
         if self.model.device.type == "cpu":
             from embedclf.encode.backends.prepack import prepack_linears
+            from embedclf.encode.backends.unpadded import UnpaddedBert
 
+            unpadded = UnpaddedBert.build(self.model)
             self.packed_layers = prepack_linears(self.model)
+            if unpadded is not None and unpadded.reproduces_model():
+                self.unpadded = unpadded
+            elif unpadded is not None:
+                unpadded.remove()
         self.tokenizer = self.model.tokenizer
+        # a fast tokenizer switching truncation between two threads fails ("Already borrowed"); the
+        # server's workers run passes at once, so tokenising takes turns (forward passes do not)
+        self._tokenizing = threading.Lock()
         self.device = self.model.device
         self.dimension = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
                              else self.model.get_sentence_embedding_dimension())
@@ -68,7 +80,8 @@ class TorchEmbedder:
         """Tokens per text, special tokens included and before truncation."""
         counts = []
         for start in range(0, len(texts), 4096):
-            encoded = self.tokenizer(list(texts[start:start + 4096]), add_special_tokens=True, truncation=False,
+            with self._tokenizing:
+                encoded = self.tokenizer(list(texts[start:start + 4096]), add_special_tokens=True, truncation=False,
                                      verbose=False)["input_ids"]
             counts.extend(len(ids) for ids in encoded)
         return np.asarray(counts, dtype=np.int64)
@@ -94,6 +107,9 @@ class TorchEmbedder:
 
     def _forward(self, texts: list[str]):
         """Sentence embeddings of one batch (in the model's dtype, on its device)."""
-        features = self.model.preprocess(texts)
+        with self._tokenizing:
+            features = self.model.preprocess(texts)
         features = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in features.items()}
+        if self.unpadded is not None:
+            return self.unpadded(features)
         return self.model(features)["sentence_embedding"]
