@@ -232,3 +232,16 @@ def test_the_same_model_spelled_differently_is_one_cache_space(tiny_model, cache
         again.encode(texts)
         assert again.last_report.encoded == 0 and again._embedder is None, spelling
     assert len(EmbeddingCache(cache_dir).spaces()) == 1
+
+
+def test_heap_is_trimmed_at_most_once_per_interval(monkeypatch):
+    from embedclf.encode import batching
+
+    calls = []
+    monkeypatch.setattr(batching, "_malloc_trim", lambda: calls.append)
+    monkeypatch.setattr(batching, "_last_trim", float("-inf"))
+    for _ in range(5):  # a server's small calls, one after another
+        batching.trim_heap(every=60)
+    assert calls == [0]
+    batching.trim_heap(every=0)
+    assert calls == [0, 0]

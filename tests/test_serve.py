@@ -385,6 +385,30 @@ def test_length_runs_cut_a_group_into_the_cheapest_passes(seed):
     assert cost == cheapest <= 40 + 9 * max(ordered)
 
 
+@pytest.mark.parametrize("workers, groups", [(1, [8]), (2, [4, 4])])
+def test_free_workers_split_what_waits_and_each_request_gets_its_own_rows(workers, groups):
+    from embedclf.serve.batcher import Batcher
+
+    sizes, both_in = [], threading.Barrier(workers, timeout=10)
+
+    def work(texts, tokens, rows):
+        sizes.append(len(texts))
+        both_in.wait()  # with two workers, the groups are in the model at the same time
+        return np.array([[float(t.split()[-1])] for t in texts], dtype=np.float32), None
+
+    async def scenario():
+        batcher = Batcher(work, batch_size=32, batch_tokens=2048, max_wait_ms=0, workers=workers)
+        futures = [batcher.submit([f"text {i}"], np.array([3])) for i in range(8)]  # all waiting before the start
+        batcher.start()
+        outputs = await asyncio.gather(*futures)
+        await batcher.stop()
+        return outputs
+
+    outputs = asyncio.run(scenario())
+    assert sizes == groups
+    assert [float(o.vectors[0, 0]) for o in outputs] == list(range(8))
+
+
 def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
     texts = sample_texts(30, seed=5)
     cache = tmp_path / "cache"
@@ -431,13 +455,13 @@ def test_a_failing_model_call_fails_its_requests_only(tiny_model):
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-def test_passes_take_one_thread_when_small_all_when_alone_and_a_share_beside_another(tiny_model, monkeypatch):
+def test_passes_take_one_thread_when_small_and_their_workers_share_otherwise(tiny_model, monkeypatch):
     import torch
 
     from embedclf.serve import service as service_module
 
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(4)
     try:
         service = tiny_service(tiny_model).load()
         assert service.workers == 2
@@ -449,9 +473,7 @@ def test_passes_take_one_thread_when_small_all_when_alone_and_a_share_beside_ano
         small, _ = service.work(texts, service.token_counts(texts), np.array([], dtype=np.int64))
         long_texts = [" ".join(sample_texts(30, seed=1))] * 4  # 4 x the max length of 128 tokens
         service.work(long_texts, service.token_counts(long_texts), np.array([], dtype=np.int64))
-        with service._threads_for(1000):  # another worker's pass is running
-            service.work(long_texts, service.token_counts(long_texts), np.array([], dtype=np.int64))
-        assert seen == [1, 2, 1] and torch.get_num_threads() == 2  # and back to all threads after each pass
+        assert seen == [1, 2] and torch.get_num_threads() == 4  # half of 4 each; all threads again after a pass
         np.testing.assert_allclose(small, service.encoder.encode(texts), atol=1e-6)
     finally:
         torch.set_num_threads(before)

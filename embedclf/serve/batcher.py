@@ -7,7 +7,9 @@ texts, ``max_batch_tokens`` padded tokens each, as ``embedclf encode`` batches):
 by length into fuller passes with less padding (a pass has a fixed cost of several short texts), and a
 request waits at most for the group ahead of it. A single request larger than that is taken alone
 and split by the encoder. It waits up to ``max_wait_ms`` for company, but only while
-other requests are still being read: a lone client is never held back. The group then runs in a
+other requests are still being read or another worker's group is in the model (the clients it just
+answered send again within a few milliseconds, and the cores are busy meanwhile): a lone client is
+never held back. When several workers are free, each takes its share of what waits. The group runs in a
 thread of the worker's own (``run_in_executor``), so the loop keeps answering ``/health`` and reading
 requests while the model works, and the next group forms meanwhile.
 """
@@ -83,6 +85,7 @@ class Batcher:
         self._pending: collections.deque[Job] = collections.deque()
         self._queued = asyncio.Event()
         self._arriving = 0
+        self._encoding = 0  # groups in the model now
         self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedclf-model")
         self._worker: asyncio.Task | None = None
@@ -130,13 +133,19 @@ class Batcher:
             try:
                 await self._gather(group)
                 self._show_depth()
-                await self._encode(group)
+                self._encoding += 1
+                try:
+                    await self._encode(group)
+                finally:
+                    self._encoding -= 1
             except asyncio.CancelledError:
                 _fail(group, RuntimeError("the server is shutting down"))
                 raise
 
     async def _gather(self, group: list[Job]) -> None:
-        """Fill ``group`` with the oldest request and those that fit the group's passes with it."""
+        """Fill ``group`` with the oldest request and those that fit the group's passes with it, up to this
+        worker's share of what waits when other workers are free too (one worker taking all 32 waiting
+        requests left the other to cycle one or two at a time)."""
         loop = asyncio.get_running_loop()
         group.append(self._pending.popleft())
         texts, longest = len(group[0].texts), group[0].longest
@@ -144,7 +153,7 @@ class Batcher:
         while True:
             if not self._pending:
                 remaining = deadline - loop.time()
-                if self._arriving == 0 or remaining <= 0:
+                if (self._arriving == 0 and self._encoding == 0) or remaining <= 0:
                     return
                 self._queued.clear()
                 try:
@@ -154,10 +163,17 @@ class Batcher:
                 continue
             job = self._pending[0]
             n, widest = texts + len(job.texts), max(longest, job.longest)
-            if n > self.batch_size or n * widest > self.batch_tokens:
+            if n > self.batch_size or n * widest > self.batch_tokens or n > self._share(texts):
                 return
             group.append(self._pending.popleft())
             texts, longest = n, widest
+
+    def _share(self, taken: int) -> int:
+        """The most texts a gathering worker takes: all, unless other workers are free to take some."""
+        free = self.workers - self._encoding  # this worker and the others waiting for work
+        if free <= 1:
+            return self.batch_size
+        return -(-(taken + sum(len(job.texts) for job in self._pending)) // free)
 
     async def _encode(self, group: list[Job]) -> None:
         texts = [t for job in group for t in job.texts]
