@@ -29,7 +29,8 @@ def serve(
     host: Annotated[str, _option("Address to listen on; 0.0.0.0 opens the service to other machines.")] = "127.0.0.1",
     port: Annotated[int, _option("TCP port.")] = 8000,
     max_wait_ms: Annotated[float, _option(
-        "Longest a request waits for others to join its forward pass (only while others are arriving).")] = 5.0,
+        "Longest a request waits for others to join its forward pass (only while others are arriving or "
+        "another group is encoding).")] = 5.0,
     max_texts_per_request: Annotated[int, _option("More texts in one request are refused (413).")] = 256,
     max_text_chars: Annotated[int, _option("A longer text is refused (413).")] = 20_000,
     max_body_bytes: Annotated[int, _option("A larger request body is refused (413).")] = 4 * 2**20,

@@ -113,7 +113,7 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run_workers(), name="embedclf-batcher")
 
     async def stop(self) -> None:
-        """Stop the worker (requests still queued or in the group being formed fail) and the model's thread."""
+        """Stop the worker (requests still queued or in the group being formed fail) and the model's threads."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)

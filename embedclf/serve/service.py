@@ -137,7 +137,7 @@ class Service:
     def token_counts(self, texts: list[str]) -> np.ndarray:
         """Tokens per text as the model sees them (special tokens included, truncated at max length).
 
-        A tokenizer of its own: the model's is used by the model's thread, and a fast tokenizer used
+        A tokenizer of its own: the model's is used by the model's workers, and a fast tokenizer used
         from two threads at once can fail ("Already borrowed").
         """
         counts = self._counter(texts)

@@ -20,7 +20,8 @@ class ServeSettings:
     """The service's address, batching wait and request limits.
 
     ``max_wait_ms`` is the longest the batcher holds a request back waiting for others to join its
-    forward pass; it only waits while other requests are still arriving, so a lone client never pays it.
+    forward pass; it only waits while other requests are still arriving or another group is in the model,
+    so a lone client never pays it.
     ``api_key`` (None: open) is compared with each request's ``Authorization: Bearer`` header.
     """
 
