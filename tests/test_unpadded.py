@@ -27,7 +27,7 @@ def _padded_and_unpadded(model, unpadded, texts):
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_unpadded_pass_gives_the_models_vectors_for_mixed_and_equal_lengths(tiny_model, pooling):
-    from embedclf.encode.backends.unpadded import UnpaddedBert
+    from embedclf.encode.backends.unpadded import UnpaddedBert, rows_for
 
     model = _model(tiny_model, pooling)
     unpadded = UnpaddedBert.build(model)
@@ -40,6 +40,18 @@ def test_unpadded_pass_gives_the_models_vectors_for_mixed_and_equal_lengths(tiny
     assert bool(model.preprocess(same)["attention_mask"].all())
     padded, got = _padded_and_unpadded(model, unpadded, same)
     torch.testing.assert_close(got, padded, rtol=1e-4, atol=1e-5)
+    spare = ["i am so happy sad", "this is great love hate", "the movie film good bad"]  # 3 x 7 tokens, run as 22
+    assert bool(model.preprocess(spare)["attention_mask"].all()) and rows_for(21) == 22
+    padded, got = _padded_and_unpadded(model, unpadded, spare)
+    torch.testing.assert_close(got, padded, rtol=1e-4, atol=1e-5)
+
+
+def test_rows_are_rounded_up_by_at_most_an_eighth_to_few_shapes():
+    from embedclf.encode.backends.unpadded import rows_for
+
+    rows = [rows_for(tokens) for tokens in range(1, 8193)]
+    assert all(tokens <= r <= tokens * 1.125 for tokens, r in zip(range(1, 8193), rows))
+    assert rows[:16] == list(range(1, 17)) and len(set(rows)) < 100  # against 8,192 exact counts
 
 
 def test_unpadded_pass_after_prepacking_still_matches(tiny_model):
