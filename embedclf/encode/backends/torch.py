@@ -81,8 +81,8 @@ class TorchEmbedder:
         counts = []
         for start in range(0, len(texts), 4096):
             with self._tokenizing:
-                encoded = self.tokenizer(list(texts[start:start + 4096]), add_special_tokens=True, truncation=False,
-                                     verbose=False)["input_ids"]
+                encoded = self.tokenizer(list(texts[start:start + 4096]), add_special_tokens=True,
+                                         truncation=False, verbose=False)["input_ids"]
             counts.extend(len(ids) for ids in encoded)
         return np.asarray(counts, dtype=np.int64)
 

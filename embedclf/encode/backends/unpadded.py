@@ -106,9 +106,9 @@ class UnpaddedBert:
         tokens = features["input_ids"][mask]  # every text's tokens, end to end
         text_of = torch.repeat_interleave(torch.arange(count), lengths)
         position = torch.arange(len(tokens)) - (torch.cumsum(lengths, 0) - lengths)[text_of]
-        full = len(tokens) == count * longest  # no padding at all (a sorted batch of equal lengths)
+        padded = len(tokens) < count * longest  # a sorted batch of equal lengths has no padding at all
         slot = text_of * longest + position  # each token's place in the padded [count, longest] grid
-        keep = None if full else mask[:, None, None, :]  # which keys each text's queries see
+        keep = mask[:, None, None, :] if padded else None  # which keys each text's queries see
 
         embeddings = self.bert.embeddings
         types = features.get("token_type_ids")
@@ -116,23 +116,24 @@ class UnpaddedBert:
         hidden = embeddings.LayerNorm(embeddings.word_embeddings(tokens) + embeddings.position_embeddings(position)
                                       + embeddings.token_type_embeddings(types))
         real, width = hidden.shape
-        spare = rows_for(real) - real
-        if spare:  # rows no text owns: the matmuls meet fewer shapes
+        spare = rows_for(real) - real  # rows no text owns: the matmuls meet fewer shapes
+        if spare:
             hidden = F.pad(hidden, (0, 0, 0, spare))
-        full = full and not spare
         for layer in self.layers:
             attention = layer.attention.self
             heads = attention.num_attention_heads
-            projected = attention.fused_qkv(hidden)
-            if not full:
+            projected = attention.fused_qkv(hidden)[:real]
+            if padded:
                 grid = projected.new_zeros(count * longest, 3 * width)
-                grid[slot] = projected[:real]
+                grid[slot] = projected
                 projected = grid
             query, key, value = projected.view(count, longest, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep)
             context = context.transpose(1, 2).reshape(count * longest, width)
-            if not full:
-                context = F.pad(context[slot], (0, 0, 0, spare))
+            if padded:
+                context = context[slot]
+            if spare:
+                context = F.pad(context, (0, 0, 0, spare))
             hidden = layer.attention.output(context, hidden)
             hidden = layer.output(layer.intermediate(hidden), hidden)
         hidden = hidden[:real]
