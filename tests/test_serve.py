@@ -409,6 +409,36 @@ def test_free_workers_split_what_waits_and_each_request_gets_its_own_rows(worker
     assert [float(o.vectors[0, 0]) for o in outputs] == list(range(8))
 
 
+def test_a_free_worker_takes_its_fair_share_counting_the_group_in_the_model():
+    """2 texts in the model and 30 waiting: the free worker takes 16 and leaves 14 for the other, whose
+    group ends first (taking all 30 made the two settle into cohorts of 2 and 30 under a closed loop)."""
+    from embedclf.serve.batcher import Batcher
+
+    sizes, released = [], [threading.Event(), threading.Event()]
+
+    def work(texts, tokens, rows):
+        sizes.append(len(texts))
+        call = len(sizes) - 1
+        if call:
+            released[call - 1].set()
+        if call < 2:
+            released[call].wait(timeout=10)  # the first two groups stay in the model until the next one formed
+        return np.zeros((len(texts), 1), dtype=np.float32), None
+
+    async def scenario():
+        batcher = Batcher(work, batch_size=32, batch_tokens=4096, max_wait_ms=0, workers=2)
+        batcher.start()
+        first = batcher.submit(["first", "request"], np.array([3, 3]))
+        while batcher._encoding == 0:  # the first group is in the model
+            await asyncio.sleep(0.001)
+        rest = [batcher.submit([f"text {i}"], np.array([3])) for i in range(30)]
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sizes == [2, 16, 14]
+
+
 def test_with_cache_the_service_and_the_cli_share_vectors(tiny_model, tmp_path):
     texts = sample_texts(30, seed=5)
     cache = tmp_path / "cache"
