@@ -366,23 +366,24 @@ def test_busy_port_and_missing_extra_are_one_line_and_exit_2(tiny_model):
     assert missing.stderr.strip() == "embedclf: error: fastapi is not installed; run: pip install 'embedclf[serve]'"
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_length_runs_cut_a_group_into_the_cheapest_passes(seed):
+@pytest.mark.parametrize("seed, overhead, power", [(seed, 40, 1) for seed in range(4)] + [(4, 900, 2), (5, 900, 2)])
+def test_length_runs_cut_a_group_into_the_cheapest_runs(seed, overhead, power):
     import itertools
 
-    from embedclf.serve.batcher import length_runs
+    from embedclf.encode.batching import length_runs
 
     rng = np.random.default_rng(seed)
     tokens = rng.integers(3, 120, size=9)
-    runs = length_runs(tokens, overhead=40)
+    runs = length_runs(tokens, overhead, power)
     assert sorted(np.concatenate(runs).tolist()) == list(range(9))  # every text once
     lengths = [sorted(tokens[run].tolist()) for run in runs]
     assert all(a[-1] <= b[0] for a, b in zip(lengths, lengths[1:]))  # shortest first, no overlap
-    cost = sum(40 + len(run) * max(run) for run in lengths)
+    cost = sum(overhead + len(run) * max(run) ** power for run in lengths)
     ordered = sorted(tokens.tolist())
-    cheapest = min(sum(40 + (b - a) * ordered[b - 1] for a, b in zip((0,) + cuts, cuts + (9,)))
+    cheapest = min(sum(overhead + (b - a) * ordered[b - 1] ** power for a, b in zip((0,) + cuts, cuts + (9,)))
                    for k in range(9) for cuts in itertools.combinations(range(1, 9), k))
-    assert cost == cheapest <= 40 + 9 * max(ordered)
+    assert cost == cheapest <= overhead + 9 * max(ordered) ** power
+    assert len(runs) > 1
 
 
 @pytest.mark.parametrize("workers, groups", [(1, [8]), (2, [4, 4])])

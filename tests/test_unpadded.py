@@ -46,6 +46,28 @@ def test_unpadded_pass_gives_the_models_vectors_for_mixed_and_equal_lengths(tiny
     torch.testing.assert_close(got, padded, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("order", ["longest first", "shortest first", "unsorted"])
+def test_attention_in_runs_of_similar_lengths_gives_the_models_vectors(tiny_model, monkeypatch, order):
+    from embedclf.encode.backends import unpadded as module
+
+    model = _model(tiny_model)
+    unpadded = module.UnpaddedBert.build(model)
+    texts = ["a", "zebras eat forty two apples on a sunny day", "two words", "two words"] + sample_texts(12, seed=5)
+    lengths = model.preprocess(texts)["attention_mask"].sum(dim=1).tolist()
+    if order != "unsorted":
+        texts = [t for _, t in sorted(zip(lengths, texts), reverse=order == "longest first")]
+    monkeypatch.setattr(module, "ATTENTION_RUN_OVERHEAD", 0)  # a run per distinct length
+    counts = model.preprocess(texts)["attention_mask"].sum(dim=1)
+    runs = module.attention_runs(counts, torch.cumsum(counts, 0) - counts)
+    distinct = len(set(lengths))
+    assert len(runs) == (1 if order == "unsorted" else distinct) and distinct > 4
+    assert [(run.rows.start, run.rows.stop) for run in runs] == \
+        [(a, b) for a, b in zip([0] + [run.rows.stop for run in runs[:-1]], [run.rows.stop for run in runs])]
+    assert runs[-1].rows.stop == int(counts.sum())  # every row once, in order
+    padded, got = _padded_and_unpadded(model, unpadded, texts)
+    torch.testing.assert_close(got, padded, rtol=1e-4, atol=1e-5)
+
+
 def test_rows_are_rounded_up_by_at_most_an_eighth_to_few_shapes():
     from embedclf.encode.backends.unpadded import rows_for
 

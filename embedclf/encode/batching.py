@@ -6,6 +6,8 @@ import functools
 import time
 from typing import Sequence
 
+import numpy as np
+
 
 BATCH_TOKENS_PER_TEXT = 64  # the default max_batch_tokens is this many per text of a full batch
 TRIM_EVERY_SECONDS = 1.0
@@ -28,6 +30,29 @@ def capped_batches(tokens: Sequence[int], batch_size: int, max_length: int,
         batches.append(slice(start, min(start + size, len(tokens))))
         start += size
     return batches
+
+
+def length_runs(tokens: Sequence[int], overhead: float, power: int = 1) -> list[np.ndarray]:
+    """Positions of ``tokens`` cut into runs of similar lengths, shortest first, at the least total cost: a
+    run costs ``overhead`` plus its count x its longest ** ``power``, padded tokens (1) or padded attention
+    (2). Found exactly, by dynamic programming over the sorted lengths.
+
+    The server cuts a group of mixed lengths into forward passes so (``serve/service``), and the padding-free
+    pass cuts a batch's attention into runs (``backends/unpadded``): ``embedclf encode`` sorts a whole
+    corpus, so its batches barely pad, but a server can only sort what arrived together.
+    """
+    order = np.argsort(tokens, kind="stable")
+    lengths = np.asarray(tokens, dtype=np.int64)[order]
+    n = len(lengths)
+    best, cut = [0] + [None] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        widest = int(lengths[end - 1]) ** power
+        best[end], cut[end] = min((best[start] + overhead + (end - start) * widest, start) for start in range(end))
+    runs, end = [], n
+    while end > 0:
+        runs.append(order[cut[end]:end])
+        end = cut[end]
+    return runs[::-1]
 
 
 def trim_heap(every: float = TRIM_EVERY_SECONDS) -> None:

@@ -50,29 +50,8 @@ class Output:
 # work(texts, tokens, score_rows) -> (vectors of texts, scores of texts[score_rows] or None), in the model's thread
 Work = Callable[[list[str], np.ndarray, np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 GROUP_PASSES = 4  # a group holds up to this many forward passes' worth of texts
-PASS_OVERHEAD_TOKENS = 48  # one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread)
-
-
-def length_runs(tokens: np.ndarray, overhead: int = PASS_OVERHEAD_TOKENS) -> list[np.ndarray]:
-    """Split a group into forward passes of similar lengths: positions of ``tokens``, shortest first.
-
-    A merged group mixes lengths, and a pass costs its texts x its longest text: 15 comments of 5 to
-    40 tokens padded to 40 cost twice their own length. ``embedclf encode`` avoids this by sorting a
-    whole corpus; a server can only sort a group. The cut that minimises the padded tokens plus
-    ``overhead`` per pass is found exactly (dynamic programming over the sorted lengths).
-    """
-    order = np.argsort(tokens, kind="stable")
-    lengths = np.asarray(tokens, dtype=np.int64)[order]
-    n = len(lengths)
-    best, cut = [0] + [None] * n, [0] * (n + 1)
-    for end in range(1, n + 1):
-        best[end], cut[end] = min((best[start] + overhead + (end - start) * int(lengths[end - 1]), start)
-                                  for start in range(end))
-    runs, end = [], n
-    while end > 0:
-        runs.append(order[cut[end]:end])
-        end = cut[end]
-    return runs[::-1]
+# one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread): see service.work
+PASS_OVERHEAD_TOKENS = 48
 
 
 class Batcher:

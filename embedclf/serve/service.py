@@ -147,13 +147,14 @@ class Service:
         """One batcher group, in a worker's thread (two may run at once, see :attr:`workers`): vectors of
         ``texts`` through the Encoder (and its cache), in one pass when the model runs without padding
         (``backends/unpadded``) or else in passes of similar lengths (see
-        :func:`~embedclf.serve.batcher.length_runs`), and the head's scores of ``texts[score_rows]`` when any
+        :func:`~embedclf.encode.batching.length_runs`), and the head's scores of ``texts[score_rows]`` when any
         request of the group wants them."""
-        from embedclf.serve.batcher import length_runs
+        from embedclf.encode.batching import length_runs
+        from embedclf.serve.batcher import PASS_OVERHEAD_TOKENS
 
         unpadded = getattr(self.encoder.embedder, "unpadded", None) is not None
         # without padding one pass is cheapest; otherwise passes of similar lengths pad less
-        runs = [np.arange(len(texts))] if unpadded or len(texts) > 2 * self.settings.batch_size else length_runs(tokens)
+        runs = [np.arange(len(texts))] if unpadded or len(texts) > 2 * self.settings.batch_size else length_runs(tokens, PASS_OVERHEAD_TOKENS)
         vectors = None
         for run in runs:
             cost = int(tokens[run].sum()) if unpadded else len(run) * int(tokens[run].max())
