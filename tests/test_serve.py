@@ -206,10 +206,13 @@ def test_limits_and_bad_requests_get_json_errors_and_the_server_stays_up(tiny_mo
             (post({"input": "a", "encoding_format": "int8"}), 422, "encoding_format"),
             (post({"input": "a", "dimensions": 7}), 422, "32-dimensional"),
             (httpx.post(f"{url}/v1/predict", json={"texts": ["a"]}, timeout=30), 404, "MODEL_DIR"),
+            (httpx.get(f"{url}/v1/embeddings", timeout=30), 405, "takes POST, not GET"),
         ]
         for response, status, message in cases:
             assert response.status_code == status, response.text
             assert message in response.json()["error"]["message"]
+        assert cases[-1][0].headers["allow"] == "POST"
+        assert httpx.post(f"{url}/v1/embeddings/", json={"input": "a"}, timeout=30).status_code == 200
         assert post({"input": ["still", "up"]}).status_code == 200
 
 
