@@ -304,15 +304,17 @@ def render(result: dict) -> list[str]:
     lines.append(f"- the server stopped on SIGTERM with exit status {result['server_exit_code']}")
     for name, value in result.get("max_abs_difference_to_offline", {}).items():
         lines.append(f"- {name}'s vectors of 8 texts against offline `Encoder.encode`: largest difference {value:.1e}")
-    lines += ["", "Why served short texts fall behind offline encoding here: `embedclf encode` sorts a whole corpus by "
-              "length and runs full batches of 32 on both threads, while a server sees one text per request and "
-              "merges what has arrived (the texts per model call above): closed-loop clients return in cohorts, so "
-              "it runs more, smaller forward passes, and every request also costs the event loop its HTTP and JSON "
-              "work (about 0.85 ms of CPU per request here, measured per thread). A BERT model runs without "
-              "padding on the CPU, so a merged group of mixed lengths costs its real tokens, and two workers, one "
-              "thread each, encode two groups at once. Long texts cost mostly their tokens, so they come closer. "
-              "The load generator shares the same two cores: the CPU column (the server process's CPU time per "
-              "text against offline's) leaves it and the machine's other load out of the comparison."]
+    lines += ["", "Why served short texts come closest to falling behind offline encoding: `embedclf encode` sorts a "
+              "whole corpus by length and runs full batches of 32 on both threads, while a server sees one text per "
+              "request and merges what has arrived (the texts per model call above). Two workers, one thread each, "
+              "encode two groups at once, each taking its fair share of the texts in the server (those in the model "
+              "included), so 32 one-text clients settle into two cohorts of 16; a worker still waits for its cohort "
+              "to come back between groups, and every request costs the event loop its HTTP and JSON work (about "
+              "0.26 ms of CPU per request, measured per thread; the two POST endpoints bypass FastAPI's routing). "
+              "A BERT model runs without padding on the CPU, so a merged group of mixed lengths costs its real "
+              "tokens. Long texts cost mostly their tokens, so they come closer. The load generator shares the same "
+              "two cores: the CPU column (the server process's CPU time per text against offline's) leaves it and "
+              "the machine's other load out of the comparison."]
     if result.get("infinity_version"):
         lines += ["", f"infinity-emb {result['infinity_version']} ran in a venv of its own with the same model "
                   "folder, `--engine torch --device cpu --dtype float32 --no-bettertransformer --batch-size 32`: "
