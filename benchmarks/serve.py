@@ -151,8 +151,8 @@ async def load_test(url: str, texts: list[str], concurrency: int, requests: int,
     connections = [await Connection.open(host, port) for _ in range(concurrency)]
     prepared = [[c.request(body) for body in bodies] for c in connections]
     latencies, failures, issued = [], 0, 0
-    for connection, mine in zip(connections, prepared):  # warm the connections
-        await connection.post(mine[0])
+    await asyncio.gather(*(connection.post(mine[0]) for connection, mine in zip(connections, prepared)))  # warm up
+    calls_before = _metric(httpx.get(f"{url}/metrics").text, "embedclf_batch_texts_count")
     stop = time.perf_counter() + seconds
 
     async def client_loop(connection, mine):
@@ -177,7 +177,8 @@ async def load_test(url: str, texts: list[str], concurrency: int, requests: int,
             "failures": failures, "seconds": round(wall, 2), "texts_per_second": round(texts_served / wall, 1),
             "server_cpu_ms_per_text": round(1000 * cpu / max(1, texts_served), 2),
             "client_cpu_ms_per_text": round(1000 * own / max(1, texts_served), 2),
-            **_latency(latencies), "model_calls": _metric(metrics, "embedclf_batch_texts_count")}
+            "reconnects": sum(connection.reconnects for connection in connections),
+            **_latency(latencies), "model_calls": _metric(metrics, "embedclf_batch_texts_count") - calls_before}
 
 
 def free_port() -> int:
@@ -221,12 +222,10 @@ def main() -> None:
             for kind in ("short", "long"):
                 for concurrency, per in [(c, 1) for c in CONCURRENCY] + [(32, PER_REQUEST)]:
                     n_requests = requests[kind][concurrency] if per == 1 else max(32, LIST_REQUESTS[kind] // scale)
-                    before = _metric(__import__("httpx").get(f"http://127.0.0.1:{port}/metrics").text,
-                                     "embedclf_batch_texts_count")
                     cell = asyncio.run(load_test(f"http://127.0.0.1:{port}", texts[kind], concurrency,
                                                  n_requests, args.seconds, server.pid, per))
-                    calls = cell["model_calls"] - before - concurrency
-                    cell |= {"server": name, "texts": kind, "model_calls": calls if name == "embedclf" else None}
+                    cell |= {"server": name, "texts": kind,
+                             "model_calls": cell["model_calls"] if name == "embedclf" else None}
                     cells.append(cell)
                     print(json.dumps(cell), flush=True)
         finally:
@@ -282,6 +281,12 @@ def render(result: dict) -> list[str]:
                      f"{cell['texts_per_second'] / base['texts_per_second']:.2f} | {cell['p50_ms']:.1f} | "
                      f"{cell['p95_ms']:.1f} | {cell['p99_ms']:.1f} | {per_call} | "
                      f"{cell['server_cpu_ms_per_text']:.1f} | {base['cpu_ms_per_text'] / cell['server_cpu_ms_per_text']:.2f} |")
+    troubled = [c for c in result["cells"] if c.get("failures") or c.get("reconnects")]
+    if troubled:
+        lines += [""] + [f"- {c.get('server', 'embedclf')}, {c['texts']} texts, {c['concurrency']} clients, "
+                         f"{c.get('texts_per_request', 1)} per request: {c.get('failures', 0)} failed request(s), "
+                         f"{c.get('reconnects', 0)} connection(s) the server had closed while idle, opened again"
+                         for c in troubled]
     lines += ["", "| texts | offline texts/s (before, after) | offline CPU ms/text |", "|---|---:|---:|"]
     lines += [f"| {kind} | {offline_[kind]['texts_per_second']:,.1f} ("
               f"{', '.join(f'{v:,.1f}' for v in offline_[kind].get('runs_texts_per_second', []))}) | "
