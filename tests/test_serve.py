@@ -260,6 +260,21 @@ def test_health_turns_ready_once_loaded_and_metrics_count_requests(tiny_model):
     assert metric(text, "embedclf_tokens_total") > 4 and "embedclf_queue_texts 0.0" in text
 
 
+def test_a_client_gone_before_its_whole_body_is_counted_and_the_server_stays_up(tiny_model):
+    with serving(lambda: tiny_service(tiny_model).load()) as (url, _):
+        wait_ready(url)
+        host, port = url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:  # 40 bytes promised, 12 sent
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 40\r\n\r\n{\"input\": \"a")
+        deadline = time.monotonic() + 10
+        gone = 'embedclf_requests_total{endpoint="embeddings",status="499"}'
+        while metric(httpx.get(f"{url}/metrics").text, gone) != 1:
+            assert time.monotonic() < deadline, "the request of the client that left was not counted"
+            time.sleep(0.05)
+        assert httpx.post(f"{url}/v1/embeddings", json={"input": "still up"}).status_code == 200
+
+
 def test_concurrent_requests_share_forward_passes_and_health_answers_meanwhile(tiny_model):
     service = tiny_service(tiny_model).load()
     service.workers = 1  # one group at a time: the second test below runs two
