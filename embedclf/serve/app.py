@@ -96,7 +96,7 @@ def create_app(load: Callable, settings: ServeSettings = ServeSettings(), *,
     @api.get("/v1/models")
     async def models(request: Request):
         start = time.perf_counter()
-        status, body = await _answer(state, request.headers, "GET", ("GET",), lambda read: _models(state))
+        status, body = await _answer(state, request.headers, lambda read: _models(state))
         state.metrics.observe_request("models", status, time.perf_counter() - start)
         return Response(body, status_code=status, media_type=JSON)
 
@@ -140,12 +140,16 @@ class App:
         endpoint, run = found
         start = time.perf_counter()
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        try:
-            status, body = await _answer(self._state, headers, scope["method"], ("POST",),
-                                         run, lambda: _read_body(headers, receive, self._state.settings))
-        except ClientGone:  # nobody to answer; counted as nginx counts it
-            self._state.metrics.observe_request(endpoint, CLIENT_GONE, time.perf_counter() - start)
-            return
+        if scope["method"] != "POST":
+            status, body = 405, error_body(RequestError(405, f"this endpoint takes POST, not {scope['method']}",
+                                                        "method_not_allowed"))
+        else:
+            try:
+                status, body = await _answer(self._state, headers, run,
+                                             lambda: _read_body(headers, receive, self._state.settings))
+            except ClientGone:  # nobody to answer; counted as nginx counts it
+                self._state.metrics.observe_request(endpoint, CLIENT_GONE, time.perf_counter() - start)
+                return
         self._state.metrics.observe_request(endpoint, status, time.perf_counter() - start)
         extra = [(b"allow", b"POST")] if status == 405 else []
         await send({"type": "http.response.start", "status": status,
@@ -154,12 +158,10 @@ class App:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _answer(state: State, headers, method: str, methods: tuple[str, ...], run, read=None) -> tuple[int, bytes]:
-    """The status and body of one API request: the method and API key checked, then ``run(read)`` (``read()``
-    gives the body); a refused request gets its OpenAI-style error, a failure a 500, never the server down."""
+async def _answer(state: State, headers, run, read=None) -> tuple[int, bytes]:
+    """The status and body of one API request: the API key checked, then ``run(read)`` (``read()`` gives the
+    body); a refused request gets its OpenAI-style error, a failure a 500, never the server down."""
     try:
-        if method not in methods:
-            raise RequestError(405, f"this endpoint takes {' or '.join(methods)}, not {method}", "method_not_allowed")
         _authorise(headers, state.settings)
         if state.service is None:
             raise RequestError(503, state.error or "the model is still loading; retry when /health says ready",

@@ -50,8 +50,6 @@ class Output:
 # work(texts, tokens, score_rows) -> (vectors of texts, scores of texts[score_rows] or None), in the model's thread
 Work = Callable[[list[str], np.ndarray, np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 GROUP_PASSES = 4  # a group holds up to this many forward passes' worth of texts
-# one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread): see service.work
-PASS_OVERHEAD_TOKENS = 48
 
 
 class Batcher:

@@ -22,6 +22,7 @@ MODEL_ONLY = ("pooling", "max_length", "normalize")  # fixed by the model folder
 # text took 14 ms on two threads against 9.6 ms on one (2 cores, MiniLM; 3 alternating server runs). At
 # 512, groups of 16 short texts under load ran on one thread too, and 32 clients got 0.30x offline, not 0.45x.
 SMALL_PASS_TOKENS = 64
+PASS_OVERHEAD_TOKENS = 48  # one more forward pass costs about as much as 45 padded tokens (MiniLM, 1 CPU thread)
 FLUSH_TEXTS, FLUSH_SECONDS = 4096, 30.0  # with --cache, new vectors reach the cache a shard per this many or this old
 
 
@@ -150,11 +151,11 @@ class Service:
         :func:`~embedclf.encode.batching.length_runs`), and the head's scores of ``texts[score_rows]`` when any
         request of the group wants them."""
         from embedclf.encode.batching import length_runs
-        from embedclf.serve.batcher import PASS_OVERHEAD_TOKENS
 
         unpadded = getattr(self.encoder.embedder, "unpadded", None) is not None
         # without padding one pass is cheapest; otherwise passes of similar lengths pad less
-        runs = [np.arange(len(texts))] if unpadded or len(texts) > 2 * self.settings.batch_size else length_runs(tokens, PASS_OVERHEAD_TOKENS)
+        one_pass = unpadded or len(texts) > 2 * self.settings.batch_size
+        runs = [np.arange(len(texts))] if one_pass else length_runs(tokens, PASS_OVERHEAD_TOKENS)
         vectors = None
         for run in runs:
             cost = int(tokens[run].sum()) if unpadded else len(run) * int(tokens[run].max())

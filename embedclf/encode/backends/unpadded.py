@@ -135,7 +135,6 @@ class UnpaddedBert:
         if self.pooling == "cls":
             pooled = hidden[starts]
         else:
-            width = hidden.shape[1]
             pooled = torch.zeros(len(lengths), width, dtype=torch.float32).index_add_(0, text_of, hidden.float())
             pooled = pooled / lengths[:, None]
         return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled
