@@ -157,9 +157,14 @@ class ExportedEmbedder:
         """The last hidden state ``(batch, tokens, dim)`` of one padded batch."""
         raise NotImplementedError
 
+    def _width(self, longest: int) -> int:
+        """The padded width of a batch whose longest text has ``longest`` tokens (a runtime that goes wrong
+        at some width pads past it)."""
+        return longest
+
     def _inputs(self, encodings, lengths: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """One batch right-padded to its longest text: the export's int64 inputs, and the attention mask."""
-        mask = (np.arange(int(lengths.max()))[None, :] < lengths[:, None]).astype(np.int64)
+        mask = (np.arange(self._width(int(lengths.max())))[None, :] < lengths[:, None]).astype(np.int64)
         feed = {}
         for name in self.meta["inputs"]:
             if name == "attention_mask":
