@@ -165,14 +165,14 @@ def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_pat
     np.testing.assert_array_equal(X, Y)
 
 
-def test_int8_leaves_the_attention_outputs_and_then_every_down_projection_unquantised(tiny_model, tmp_path,
-                                                                                   monkeypatch):
+def test_int8_leaves_the_first_down_projections_then_all_then_the_attention_outputs_unquantised(
+        tiny_model, tmp_path, monkeypatch):
     import openvino as ov
 
     import embedclf.encode.backends.openvino as backend
 
     monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
-    monkeypatch.setattr(backend, "INT8_MIN_COSINE", 1.5)  # no quantisation reaches it: both are tried
+    monkeypatch.setattr(backend, "INT8_MIN_COSINE", 1.5)  # no quantisation reaches it: all are tried
     monkeypatch.setattr(backend, "UNQUANTISED_FIRST", 1)  # (the tiny model has two layers)
     tried = []
     nncf_int8 = backend._nncf_int8
@@ -186,8 +186,8 @@ def test_int8_leaves_the_attention_outputs_and_then_every_down_projection_unquan
     projections, attention = backend._down_projections(graph), backend._attention_outputs(graph)
     assert len(projections) == len(attention) == 2 and not set(projections) & set(attention)
     assert all(".attention.output." in name for name in attention), "found by structure: named as in BERT"
-    assert tried == [attention + projections[:1], attention + projections]
-    assert entry.meta["unquantised"] == len(attention + projections)
+    assert tried == [projections[:1], projections, projections + attention]
+    assert entry.meta["unquantised"] == len(projections + attention)
     assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
 
 

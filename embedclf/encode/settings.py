@@ -48,7 +48,7 @@ class Pooling(str, Enum):
 # The int8 recipe's name (see backends/onnx.py): it names the export folder and is part of the int8 cache
 # space's key, so vectors of an older recipe are never mixed with the current one's. Change it with the recipe.
 INT8_RECIPE = "int8-v2"
-OV_INT8_RECIPE = "ov-int8-v4"  # the openvino backend's (backends/openvino.py): static, calibrated on local texts
+OV_INT8_RECIPE = "ov-int8-v5"  # the openvino backend's (backends/openvino.py): static, calibrated on local texts
 # torch's int8 is no torch path: it resolves to the fastest int8 backend installed (see int8_backend)
 PRECISIONS = {"torch": ("auto", "fp32", "fp16", "bf16", "int8"), "onnx": ("auto", "fp32", "int8"),
               "openvino": ("auto", "fp32", "bf16", "int8")}
