@@ -191,6 +191,19 @@ def test_int8_leaves_the_first_down_projections_then_all_then_the_attention_outp
     assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
 
 
+def test_batches_are_padded_to_a_multiple_of_four_tokens_and_int8_ones_never_to_32(tiny_model, tmp_path):
+    import embedclf.encode.backends.openvino as backend
+
+    fp32, int8 = (openvino(tiny_model, tmp_path / "cache", precision).embedder for precision in ("fp32", "int8"))
+    assert [fp32._width(n) for n in (1, 4, 5, 29, 32, 33, 127, 128)] == [4, 4, 8, 32, 32, 36, 128, 128]
+    assert [int8._width(n) for n in (5, 29, 32, 33)] == [8, backend.INT8_AVOIDED_WIDTH + 1, 33, 36]
+    assert openvino(tiny_model, tmp_path / "cache", max_length=126).embedder._width(126) == 126  # not past the limit
+    texts = ["one two three four five six seven", "one", "two three"]
+    together = int8.encode(texts)  # one batch, padded past its longest
+    alone = np.vstack([int8.encode([text]) for text in texts])
+    assert cosines(together, alone).min() > 0.9999
+
+
 @pytest.mark.real_model
 def test_real_model_int8_is_close_to_fp32_in_batches_padded_to_32_tokens(tmp_path):
     """The default model's int8 on GoEmotions texts of exactly 32 tokens, 16 to a batch: OpenVINO's CPU plugin

@@ -158,13 +158,16 @@ class ExportedEmbedder:
         raise NotImplementedError
 
     def _width(self, longest: int) -> int:
-        """The padded width of a batch whose longest text has ``longest`` tokens (a runtime that goes wrong
-        at some width pads past it)."""
+        """The padded width of a batch whose longest text has ``longest`` tokens (a runtime may pad further:
+        to fewer distinct shapes, or past a width it gets wrong)."""
         return longest
 
-    def _inputs(self, encodings, lengths: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """One batch right-padded to its longest text: the export's int64 inputs, and the attention mask."""
-        mask = (np.arange(self._width(int(lengths.max())))[None, :] < lengths[:, None]).astype(np.int64)
+    def _inputs(self, encodings, lengths: np.ndarray, width: int | None = None) -> tuple[dict[str, np.ndarray],
+                                                                                         np.ndarray]:
+        """One batch right-padded to ``width`` (by default ``_width`` of its longest text): the export's int64
+        inputs, and the attention mask."""
+        width = self._width(int(lengths.max())) if width is None else width
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
         feed = {}
         for name in self.meta["inputs"]:
             if name == "attention_mask":
