@@ -158,7 +158,8 @@ def summarise(measured: dict, sizes: dict, flops: dict, peaks: dict) -> dict:
 def markdown(report: dict) -> str:
     sizes, peak = report["sizes"], report["matmul_peaks"]
     lines = [f"{sizes['short']:,} short GoEmotions texts and {sizes['long']:,} long CFPB narratives (truncated at "
-             f"{MAX_LENGTH} tokens), batch {BATCH_SIZE}, {THREADS} threads, median of {report['rounds']} interleaved "
+             f"{MAX_LENGTH} tokens) on {report.get('cpu_model', 'an unrecorded CPU')}, batch {BATCH_SIZE}, "
+             f"{THREADS} threads, median of {report['rounds']} interleaved "
              f"rounds; plain ST ran at {report['variants']['st fp32']['short']['texts_per_second']:.0f} / "
              f"{report['variants']['st fp32']['long']['texts_per_second']:.0f} texts/s. Matmul peaks: fp32 "
              f"{report['fp32_peak']:.0f}, bf16 {peak['torch bf16']['gflops']:.0f}, int8 "
