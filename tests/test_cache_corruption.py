@@ -1,4 +1,5 @@
-"""A damaged cache shard never yields a wrong vector: it is moved aside with one warning and re-encoded.
+"""A damaged cache shard never yields a wrong vector: it is moved aside with one warning and re-encoded; a
+damaged export is one error line that says how to make it again.
 
 Also ``embedclf cache info|clear``: clear asks first (refusing without --yes when stdin is not a terminal)
 and removes the export store's entries too (all, or the model's) unless --keep-exports.
@@ -236,3 +237,24 @@ def test_clear_asks_on_a_terminal(cache_dir, with_export, answer, removed):
     else:
         assert result.returncode == 1 and "nothing removed" in result.stderr
         assert len(EmbeddingCache(cache_dir).spaces()) == 1 and with_export.exists()
+
+
+@pytest.mark.parametrize("backend, damaged", [("onnx", "model.onnx"), ("openvino", "model.xml")])
+def test_a_damaged_export_is_one_line_that_says_how_to_make_it_again(tiny_model, tmp_path, monkeypatch, backend,
+                                                                     damaged):
+    pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    Encoder(tiny_model, cache=False, backend=backend, precision="fp32").encode(TEXTS[:3])
+    (entry,) = [e for e in ExportStore().entries() if e.meta.get("backend") == backend]
+    model = entry.path / damaged
+    model.write_bytes(model.read_bytes()[:500])  # a truncated file
+    (tmp_path / "d.csv").write_text("text\n" + "\n".join(TEXTS[3:8]) + "\n")
+    options = ["--model", tiny_model, "--backend", backend, "--precision", "fp32", "--cache", tmp_path / "cache"]
+    result = run("encode", tmp_path / "d.csv", *options)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"embedclf: error: cannot open the {backend} export {entry.path}: ") and "\n" not in line
+    assert line.endswith(f"remove it with 'embedclf cache clear --model {tiny_model}' and run again")
+    assert run("cache", "clear", "--model", tiny_model, "--yes", "--cache", tmp_path / "cache").returncode == 0
+    again = run("encode", tmp_path / "d.csv", *options)  # the advice works: the export is made anew
+    assert again.returncode == 0, again.stderr

@@ -20,6 +20,7 @@ import numpy as np
 
 from embedclf.encode.batching import capped_batches
 from embedclf.encode.models import ModelRef
+from embedclf.errors import EmbedclfError
 
 TOKENIZER_FILE, META_FILE = "tokenizer.json", "embedclf-onnx.json"
 OUTPUT = "last_hidden_state"
@@ -105,7 +106,14 @@ class ExportedEmbedder:
         self.max_length = max_length = settings.max_length
         self.pooling = settings.pooling
         self.dimension = int(self.meta["dimension"])
-        self._start(directory)
+        try:
+            self._start(directory)
+        except EmbedclfError:
+            raise
+        except Exception as exc:  # the runtime cannot read a damaged export (a truncated file): say how to remake it
+            raise EmbedclfError(
+                f"cannot open the {settings.backend} export {directory}: {' '.join(str(exc).split())[:200]}; remove "
+                f"it with 'embedclf cache clear --model {settings.ref.name}' and run again") from None
         self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self._counter.no_padding()
         self._counter.no_truncation()
