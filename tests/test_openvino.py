@@ -159,8 +159,8 @@ def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_pat
     forget_loaded()  # as a new process would
     second = openvino(tiny_model, tmp_path / "cache-b", "bf16")
     Y = second.encode(TEXTS)
-    compiled = second.embedder.compiled
-    folder = second.embedder.directory / backend.COMPILED_DIR
+    compiled = second.embedder.compiled_model(fused=False)
+    folder = second.embedder.directory / backend.UNFUSED_COMPILED_DIR
     assert compiled.get_property("LOADED_FROM_CACHE") is True and list(folder.iterdir())
     np.testing.assert_array_equal(X, Y)
 
@@ -191,25 +191,50 @@ def test_int8_leaves_the_first_down_projections_then_all_then_the_attention_outp
     assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
 
 
-def test_batches_are_padded_to_a_multiple_of_four_tokens_and_int8_ones_never_to_32(tiny_model, tmp_path):
-    import embedclf.encode.backends.openvino as backend
-
+def test_batches_are_padded_to_a_multiple_of_four_tokens_or_from_128_of_sixteen(tiny_model, tmp_path):
     fp32, int8 = (openvino(tiny_model, tmp_path / "cache", precision).embedder for precision in ("fp32", "int8"))
-    assert [fp32._width(n) for n in (1, 4, 5, 29, 32, 33, 127, 128)] == [4, 4, 8, 32, 32, 36, 128, 128]
-    assert [int8._width(n) for n in (5, 29, 32, 33)] == [8, backend.INT8_AVOIDED_WIDTH + 1, 33, 36]
-    assert openvino(tiny_model, tmp_path / "cache", max_length=126).embedder._width(126) == 126  # not past the limit
+    widths = [1, 4, 5, 29, 32, 33, 127, 128]
+    assert [fp32._width(n) for n in widths] == [int8._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 128, 128]
+    capped = openvino(tiny_model, tmp_path / "cache", max_length=126).embedder
+    assert capped._width(126) == 126  # not past the limit
+    capped.max_length = 256  # (past the tiny model's own limit: the widths of a longer model)
+    assert [capped._width(n) for n in (129, 144, 145, 250)] == [144, 144, 160, 256]
+    capped.max_length = 136  # 144 would be past it: a multiple of four, unfused
+    assert capped._width(130) == 132 and not capped._fused(132) and capped._fused(144)
     texts = ["one two three four five six seven", "one", "two three"]
     together = int8.encode(texts)  # one batch, padded past its longest
     alone = np.vstack([int8.encode([text]) for text in texts])
     assert cosines(together, alone).min() > 0.9999
 
 
+def test_wide_batches_run_the_fused_attention_and_narrow_ones_the_unfused_with_the_same_result(tiny_model, tmp_path):
+    """Batches of 128 tokens or more run OpenVINO's fused attention, narrower ones a compilation without it
+    (each is faster at its widths); a text comes out the same either way, and both compilations are kept."""
+    import embedclf.encode.backends.openvino as backend
+
+    long_text = " ".join(sample_texts(40, seed=9))  # past the tiny model's 128 tokens
+    texts = [long_text, "a short one", "another short text here"]
+    encoder = openvino(tiny_model, tmp_path / "cache", "fp32", batch_size=1)  # a batch each: both compilations
+    embedder = encoder.embedder
+    assert encoder.token_counts([long_text])[0] > 128 and embedder._width(128) == 128 and embedder._fused(128)
+    assert not embedder._fused(124) and not embedder._fused(136)
+    assert set(embedder._compiled) == {False}, "opened without the fusion: every run has narrow batches"
+    X = embedder.encode(texts)
+    assert set(embedder._compiled) == {False, True}
+    for streams in (embedder.streams, 1):  # asynchronous queues, and one request at a time
+        embedder.streams = streams
+        for fused in (False, True):  # every batch through one compilation
+            embedder._fused = lambda width, fused=fused: fused
+            np.testing.assert_allclose(embedder.encode(texts), X, atol=1e-5)
+    for folder in (backend.COMPILED_DIR, backend.UNFUSED_COMPILED_DIR):
+        assert list((embedder.directory / folder).iterdir()), folder
+
+
 @pytest.mark.real_model
 def test_real_model_int8_is_close_to_fp32_in_batches_padded_to_32_tokens(tmp_path):
-    """The default model's int8 on GoEmotions texts of exactly 32 tokens, 16 to a batch: OpenVINO's CPU plugin
-    got such batches wrong (cosine .37-.65; ``INT8_AVOIDED_WIDTH``), texts of other lengths were right."""
+    """The default model's int8 on GoEmotions texts of exactly 32 tokens, 16 to a batch: OpenVINO's fused
+    attention got such batches wrong (cosine .37-.65), texts of other lengths were right; they run unfused."""
     from embedclf.data import load_dataset
-    from embedclf.encode.backends.openvino import INT8_AVOIDED_WIDTH
     from tests.conftest import shared_file
 
     ds = load_dataset(shared_file("goemotions", "dev.tsv"), ["text"], columns=["text", "labels", "id"])
@@ -218,7 +243,7 @@ def test_real_model_int8_is_close_to_fp32_in_batches_padded_to_32_tokens(tmp_pat
     tokens = fp32.token_counts(texts)
     int8 = Encoder(cache=tmp_path / "cache", backend="openvino", precision="int8", batch_size=16)
     int8.encode(texts[:400])  # calibrated on these
-    at_width = [t for t, n in zip(texts, tokens) if n == INT8_AVOIDED_WIDTH][:64]
+    at_width = [t for t, n in zip(texts, tokens) if n == 32][:64]
     others = [t for t, n in zip(texts, tokens) if n in (12, 45)][:32]
     assert len(at_width) == 64
     similarity = cosines(fp32.encode(at_width + others), int8.encode(at_width + others))

@@ -110,16 +110,20 @@ class ExportedEmbedder:
             self._start(directory)
         except EmbedclfError:
             raise
-        except Exception as exc:  # the runtime cannot read a damaged export (a truncated file): say how to remake it
-            raise EmbedclfError(
-                f"cannot open the {settings.backend} export {directory}: {' '.join(str(exc).split())[:200]}; remove "
-                f"it with 'embedclf cache clear --model {settings.ref.name}' and run again") from None
+        except Exception as exc:
+            raise self.damaged(exc) from None
         self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self._counter.no_padding()
         self._counter.no_truncation()
         self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length, direction=self.meta.get("truncation_side", "right"))
+
+    def damaged(self, exc: Exception) -> EmbedclfError:
+        """The error for an export the runtime cannot read (a truncated file), saying how to make it again."""
+        return EmbedclfError(
+            f"cannot open the {self.settings.backend} export {self.directory}: {' '.join(str(exc).split())[:200]}; "
+            f"remove it with 'embedclf cache clear --model {self.settings.ref.name}' and run again")
 
     def token_counts(self, texts: list[str]) -> np.ndarray:
         """Tokens per text, special tokens included and before truncation."""

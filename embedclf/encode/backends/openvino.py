@@ -4,7 +4,7 @@ Exports live in the per-user export store (``encode/exports``)::
 
     <store>/<fingerprint[:16]>-openvino-ir-v1/model.xml           fp32 IR, converted from the torch model
     <store>/<fingerprint[:16]>-openvino-ov-int8-v5-<sample>/...    static int8 (nncf), calibrated on the user's texts
-    <entry>/compiled/                                               OpenVINO's compiled model, made by the first run
+    <entry>/compiled/, compiled-unfused/                            OpenVINO's compiled models, made by the first run
 
 fp32 and bf16 run the same IR, with OpenVINO's inference precision hint (``f32`` or ``bf16``: OpenVINO's
 own default on a CPU with native bf16 is bf16, so fp32 is asked for explicitly). int8 is nncf's static
@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,22 +47,28 @@ from embedclf.encode.similarity import cosines
 from embedclf.errors import EmbedclfError, missing_extra
 
 MODEL_XML = "model.xml"
-COMPILED_DIR = "compiled"  # OpenVINO's compiled-model cache, inside a complete store entry
+COMPILED_DIR = "compiled"  # OpenVINO's compiled-model cache, inside a complete store entry (fused attention)
+UNFUSED_COMPILED_DIR = "compiled-unfused"  # the same without it: OpenVINO's cache key ignores SNIPPETS_MODE
 IR_RECIPE = "ir-v1"
 INT8_MIN_COSINE = guard.INT8_MIN_COSINE  # the least cosine to fp32 an int8 export may have on a held-out text
 CALIBRATION_TEXTS, HELD_OUT_TEXTS = 300, 100
 UNQUANTISED_FIRST = 4  # feed-forward down-projections of the first layers left unquantised (see _quantize)
 SMOOTH_QUANT_ALPHA = 0.75  # nncf's default for transformers is 0.95 (see _quantize)
 STREAMS = 2  # OpenVINO streams (and requests in flight) on a CPU with at least two cores
-# int8 batches padded to exactly this many tokens come out wrong in OpenVINO 2026.4's CPU plugin (bf16 inference
-# precision, all-MiniLM-L6-v2: cosine to fp32 .37-.65, 256 of the 10,853 GoEmotions dev and test texts; every
-# other width from 2 to 256 is right, and so is the same batch padded one token further, as it is here)
-INT8_AVOIDED_WIDTH = 32
 # batches are padded to a multiple of this many tokens: OpenVINO compiles kernels for each new input shape, and
 # a run over new texts meets many widths. 2,000 short texts in a fresh process: int8 1,700-1,790 texts/s
 # padded to their longest, 2,060-2,100 to a multiple of 4 (8: 2,000-2,050); once every width had been seen,
 # 2,280-2,300 and 2,220-2,300 (bf16: +4% on the first pass; long texts, mostly 256 tokens: +2%)
 WIDTH_STEP = 4
+# OpenVINO's CPU plugin fuses each layer's attention into one generated kernel ("snippets"). Measured on an
+# Intel Xeon with AMX, one thread, int8 and bf16 alike, batches of min(32, 2048 / width) texts: the fused kernel
+# is fast only at widths that are multiples of 16, where from 128 tokens on it is 5-12% faster than the unfused
+# attention; at every other width, and at any width below 128, the unfused attention is as fast or faster (by
+# 18-24% at 4-28 tokens, 13% over 2,000 short texts). So batches of 128 tokens or more are padded to a multiple
+# of 16 and run fused, narrower ones run a model compiled without the fusion. (The fused kernel of OpenVINO
+# 2026.4 also gets int8 batches padded to exactly 32 tokens wrong, cosine .37-.65 to fp32; unfused they are right.)
+FUSED_ATTENTION_FROM = 128
+FUSED_WIDTH_STEP = 16
 
 
 def require(module: str):
@@ -266,7 +273,8 @@ def _weight_shape(op) -> list[int]:
 
 # -- running -------------------------------------------------------------------------------------
 class OpenVinoEmbedder(ExportedEmbedder):
-    """Texts to pooled embeddings with an OpenVINO IR, on the CPU, one thread per core."""
+    """Texts to pooled embeddings with an OpenVINO IR, on the CPU, one thread per core; two compilations of it,
+    with and without fused attention, each for the batch widths it runs fastest (see ``FUSED_ATTENTION_FROM``)."""
 
     def _start(self, directory: Path) -> None:
         ov = require("openvino")
@@ -276,27 +284,53 @@ class OpenVinoEmbedder(ExportedEmbedder):
         # two streams (one batch each, the cores shared between them) and two requests in flight: while
         # one batch waits on a memory-bound step (attention, layer norm) the other computes. Measured on
         # 2 cores, 256-token texts: 1.2x the texts/s of one stream with both threads (LATENCY).
-        config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": cores,
-                  "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": min(STREAMS, cores)}
-        core = ov.Core()
-        blobs = directory / COMPILED_DIR
-        if (directory / ENTRY_FILE).exists() and (blobs.is_dir() or os.access(directory, os.W_OK)):
-            core.set_property({"CACHE_DIR": str(blobs)})  # compiled once per machine, not once per process
-        self.compiled = core.compile_model(str(directory / MODEL_XML), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self._config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": cores,
+                        "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": min(STREAMS, cores)}
+        # compiled once per machine, not once per process (into a complete entry, or one this user may write)
+        self._keep_compiled = (directory / ENTRY_FILE).exists() and (
+            (directory / COMPILED_DIR).is_dir() or os.access(directory, os.W_OK))
+        self._compiled, self._requests, self._lock = {}, {}, threading.Lock()
+        self.compiled_model(fused=False)  # every run has narrow batches; a damaged export fails here
+        self.streams = int(self._compiled[False].get_property("NUM_STREAMS"))
+
+    def compiled_model(self, fused: bool):
+        """The IR compiled with (``fused``) or without fused attention, on first use."""
+        with self._lock:
+            if fused not in self._compiled:
+                core = require("openvino").Core()
+                if self._keep_compiled:
+                    core.set_property({"CACHE_DIR": str(self.directory / (COMPILED_DIR if fused else
+                                                                          UNFUSED_COMPILED_DIR))})
+                config = self._config if fused else {**self._config, "SNIPPETS_MODE": "DISABLE"}
+                try:
+                    self._compiled[fused] = core.compile_model(str(self.directory / MODEL_XML), "CPU", config)
+                except Exception as exc:
+                    raise self.damaged(exc) from None
+                self._requests[fused] = self._compiled[fused].create_infer_request()
+            return self._compiled[fused]
 
     def _width(self, longest: int) -> int:
-        width = min(-(-longest // WIDTH_STEP) * WIDTH_STEP, max(longest, self.max_length))
-        return width + 1 if self.settings.precision == "int8" and width == INT8_AVOIDED_WIDTH else width
+        limit = max(longest, self.max_length)
+        fused = -(-longest // FUSED_WIDTH_STEP) * FUSED_WIDTH_STEP
+        if longest >= FUSED_ATTENTION_FROM and fused <= limit:
+            return fused
+        return min(-(-longest // WIDTH_STEP) * WIDTH_STEP, limit)
+
+    @staticmethod
+    def _fused(width: int) -> bool:
+        return width >= FUSED_ATTENTION_FROM and width % FUSED_WIDTH_STEP == 0
 
     def _forward(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.request.infer([feed[n] for n in self.meta["inputs"]])[0]
+        inputs = [feed[n] for n in self.meta["inputs"]]
+        fused = self._fused(inputs[0].shape[1])
+        self.compiled_model(fused)
+        return self._requests[fused].infer(inputs)[0]
 
     def _run(self, jobs, done) -> None:
-        """Batches on an asynchronous queue of one request per stream; pooled as each finishes."""
+        """Batches on an asynchronous queue of one request per stream; pooled as each finishes. Batches come
+        longest first, so the queue changes compilation (fused attention to unfused) at most once."""
         ov = require("openvino")
-        streams = int(self.compiled.get_property("NUM_STREAMS"))
-        if streams < 2:
+        if self.streams < 2:
             return super()._run(jobs, done)
         failed = []
 
@@ -306,11 +340,18 @@ class OpenVinoEmbedder(ExportedEmbedder):
             except Exception as exc:  # raised in the caller's thread below, not lost in OpenVINO's
                 failed.append(exc)
 
-        queue = ov.AsyncInferQueue(self.compiled, streams)
-        queue.set_callback(finished)
+        queue = fused = None
         for batch, feed, mask in jobs:
-            queue.start_async([feed[n] for n in self.meta["inputs"]], (batch, mask))
-        queue.wait_all()
+            inputs = [feed[n] for n in self.meta["inputs"]]
+            if queue is None or self._fused(inputs[0].shape[1]) != fused:
+                if queue is not None:
+                    queue.wait_all()
+                fused = self._fused(inputs[0].shape[1])
+                queue = ov.AsyncInferQueue(self.compiled_model(fused), self.streams)
+                queue.set_callback(finished)
+            queue.start_async(inputs, (batch, mask))
+        if queue is not None:
+            queue.wait_all()
         if failed:
             raise failed[0]
 
