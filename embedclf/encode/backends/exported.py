@@ -127,7 +127,7 @@ class ExportedEmbedder:
 
     def token_counts(self, texts: list[str]) -> np.ndarray:
         """Tokens per text, special tokens included and before truncation."""
-        return np.fromiter((len(e.ids) for e in self._counter.encode_batch(list(texts))), dtype=np.int64,
+        return np.fromiter((len(e.ids) for e in self._counter.encode_batch_fast(list(texts))), dtype=np.int64,
                            count=len(texts))
 
     def encode(self, texts: list[str], tokens: np.ndarray | None = None) -> np.ndarray:
@@ -140,7 +140,7 @@ class ExportedEmbedder:
         not help on CPU: padding is already a few per cent, and larger batches ran slower.
         """
         s = self.settings
-        encodings = self.tokenizer.encode_batch(list(texts))
+        encodings = self.tokenizer.encode_batch_fast(list(texts))  # no character offsets: ~15% faster
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
