@@ -278,7 +278,7 @@ class OpenVinoEmbedder(ExportedEmbedder):
     ``FUSED_ATTENTION_FROM``)."""
 
     def _start(self, directory: Path) -> None:
-        ov = require("openvino")
+        require("openvino")  # the missing extra is named before anything else
         precision = self.settings.precision
         hint = "bf16" if precision == "bf16" or precision == "int8" and native_bf16() else "f32"
         cores = cpu_cores()
