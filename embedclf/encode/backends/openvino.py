@@ -346,10 +346,11 @@ class OpenVinoEmbedder(ExportedEmbedder):
         queue = fused = None
         for batch, feed, mask in jobs:
             inputs = [feed[n] for n in self.meta["inputs"]]
-            if queue is None or self._fused(inputs[0].shape[1]) != fused:
+            wanted = self._fused(inputs[0].shape[1])
+            if queue is None or wanted != fused:
                 if queue is not None:
                     queue.wait_all()
-                fused = self._fused(inputs[0].shape[1])
+                fused = wanted
                 queue = ov.AsyncInferQueue(self.compiled_model(fused), self.streams)
                 queue.set_callback(finished)
             queue.start_async(inputs, (batch, mask))
