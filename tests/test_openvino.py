@@ -150,18 +150,21 @@ def test_missing_openvino_gives_the_install_hint(tiny_model, tmp_path, monkeypat
 
 
 def test_the_compiled_model_is_kept_in_the_export_and_reused(tiny_model, tmp_path):
-    """A new process or cache directory loads OpenVINO's compiled model from the export instead of
-    compiling it again (about a second of every cold start on the real model)."""
+    """A new process or cache directory loads OpenVINO's compiled models from the export instead of
+    compiling them again (about a second of every cold start on the real model): the dynamic one, and the
+    static one of batches at the length limit."""
     import embedclf.encode.backends.openvino as backend
     from embedclf.encode.backends import forget_loaded
 
-    X = openvino(tiny_model, tmp_path / "cache-a", "bf16").encode(TEXTS)
+    texts = TEXTS + [" ".join(sample_texts(40, seed=9))]  # one past the tiny model's 128 tokens: static
+    X = openvino(tiny_model, tmp_path / "cache-a", "bf16").encode(texts)
     forget_loaded()  # as a new process would
     second = openvino(tiny_model, tmp_path / "cache-b", "bf16")
-    Y = second.encode(TEXTS)
-    compiled = second.embedder.compiled_model(fused=False)
-    folder = second.embedder.directory / backend.UNFUSED_COMPILED_DIR
-    assert compiled.get_property("LOADED_FROM_CACHE") is True and list(folder.iterdir())
+    Y = second.encode(texts)
+    for kind, folder in ((backend.UNFUSED, backend.UNFUSED_COMPILED_DIR), (backend.STATIC, backend.COMPILED_DIR)):
+        compiled = second.embedder.compiled_model(kind)
+        assert compiled.get_property("LOADED_FROM_CACHE") is True, kind
+        assert list((second.embedder.directory / folder).iterdir()), folder
     np.testing.assert_array_equal(X, Y)
 
 
@@ -191,45 +194,50 @@ def test_int8_leaves_the_first_down_projections_then_all_then_the_attention_outp
     assert not list(entry.path.glob("attempt-*")) and (entry.path / backend.MODEL_XML).exists()
 
 
-def test_batches_are_padded_to_a_multiple_of_four_tokens_or_from_128_of_sixteen(tiny_model, tmp_path):
+def test_batches_are_padded_to_a_multiple_of_four_tokens_or_to_the_limit_from_sixteen_below(tiny_model, tmp_path):
     fp32, int8 = (openvino(tiny_model, tmp_path / "cache", precision).embedder for precision in ("fp32", "int8"))
-    widths = [1, 4, 5, 29, 32, 33, 127, 128]
-    assert [fp32._width(n) for n in widths] == [int8._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 128, 128]
-    capped = openvino(tiny_model, tmp_path / "cache", max_length=126).embedder
-    assert capped._width(126) == 126  # not past the limit
-    capped.max_length = 256  # (past the tiny model's own limit: the widths of a longer model)
-    assert [capped._width(n) for n in (129, 144, 145, 250)] == [144, 144, 160, 256]
-    capped.max_length = 136  # 144 would be past it: a multiple of four, unfused
-    assert capped._width(130) == 132 and not int8._fused(132) and int8._fused(144) and not int8._fused(124)
+    # a batch's texts are capped at 2,048 tokens by its longest: 18 of 113 tokens, the fewest padded to 128
+    assert int8.static_shape == (18, 128) and fp32.static_shape is None
+    widths = [1, 4, 5, 29, 32, 33, 112, 113, 127, 128]
+    assert [int8._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 112, 128, 128, 128]
+    # fp32's one compilation has fused attention, fast at multiples of 16 from 128 on
+    assert [fp32._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 112, 116, 128, 128]
+    capped = openvino(tiny_model, tmp_path / "cache", "int8", max_length=126).embedder
+    assert capped.static_shape is None and capped._width(126) == 126  # not past the limit, not a multiple of 16
     texts = ["one two three four five six seven", "one", "two three"]
     together = int8.encode(texts)  # one batch, padded past its longest
     alone = np.vstack([int8.encode([text]) for text in texts])
     assert cosines(together, alone).min() > 0.9999
 
 
-def test_wide_batches_run_the_fused_attention_and_narrow_ones_the_unfused_with_the_same_result(tiny_model, tmp_path):
-    """Batches of 128 tokens or more run OpenVINO's fused attention, narrower ones a compilation without it
-    (each is faster at its widths); a text comes out the same either way, and both compilations are kept."""
+def test_batches_at_the_limit_run_a_static_compilation_and_others_the_unfused_with_the_same_result(tiny_model,
+                                                                                                  tmp_path):
+    """Batches padded to the length limit run a compilation for that static shape (a short batch filled up with
+    copies of its last text), every other batch a dynamic one without fused attention; a text comes out the
+    same either way."""
     import embedclf.encode.backends.openvino as backend
 
-    long_text = " ".join(sample_texts(40, seed=9))  # past the tiny model's 128 tokens
-    texts = [long_text, "a short one", "another short text here"]
-    encoder = openvino(tiny_model, tmp_path / "cache", "bf16", batch_size=1)  # a batch each: both compilations
+    long_texts = [" ".join(sample_texts(40, seed=seed)) for seed in (9, 10, 11)]  # past the tiny model's 128
+    texts = long_texts + ["a short one", "another short text here"]
+    encoder = openvino(tiny_model, tmp_path / "cache", "bf16", batch_size=2, max_batch_tokens=256)  # 2 long, 1 long +
+    # 1 short, 1 short
     embedder = encoder.embedder
-    assert encoder.token_counts([long_text])[0] > 128 and embedder._width(128) == 128 and embedder._fused(128)
-    assert not embedder._fused(124) and not embedder._fused(136)
-    assert set(embedder._compiled) == {False}, "opened without the fusion: every run has narrow batches"
+    assert embedder.static_shape == (2, 128) and (encoder.token_counts(long_texts) > 128).all()
+    assert embedder._compilation(2, 128) == embedder._compilation(1, 128) == backend.STATIC
+    assert embedder._compilation(3, 128) == embedder._compilation(2, 124) == backend.UNFUSED
+    assert set(embedder._compiled) == {backend.UNFUSED}, "opened without the static one: not every run needs it"
     X = embedder.encode(texts)
-    assert set(embedder._compiled) == {False, True}
+    assert set(embedder._compiled) == {backend.UNFUSED, backend.STATIC}
+    assert cosines(embedder.encode(long_texts[:1]), X[:1]).min() > 0.9999  # one text, filled up to two
     for streams in (embedder.streams, 1):  # asynchronous queues, and one request at a time
         embedder.streams = streams
-        for fused in (False, True):  # every batch through one compilation
-            embedder._fused = lambda width, fused=fused: fused
-            assert cosines(embedder.encode(texts), X).min() > 0.9999
-    for folder in (backend.COMPILED_DIR, backend.UNFUSED_COMPILED_DIR):
-        assert list((embedder.directory / folder).iterdir()), folder
+        assert cosines(embedder.encode(texts[::-1]), X[::-1]).min() > 0.9999
+        embedder._compilation = lambda rows, width: backend.UNFUSED  # every batch dynamic
+        assert cosines(embedder.encode(texts), X).min() > 0.9999
+        del embedder._compilation
     fp32 = openvino(tiny_model, tmp_path / "cache", "fp32").embedder  # one compilation: memory
-    assert fp32._fused(8) and set(fp32._compiled) == {True}
+    assert fp32._compilation(2, 128) == fp32._compilation(32, 8) == backend.FUSED
+    assert set(fp32._compiled) == {backend.FUSED}
 
 
 @pytest.mark.real_model

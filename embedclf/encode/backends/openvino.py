@@ -60,15 +60,23 @@ STREAMS = 2  # OpenVINO streams (and requests in flight) on a CPU with at least 
 # padded to their longest, 2,060-2,100 to a multiple of 4 (8: 2,000-2,050); once every width had been seen,
 # 2,280-2,300 and 2,220-2,300 (bf16: +4% on the first pass; long texts, mostly 256 tokens: +2%)
 WIDTH_STEP = 4
-# OpenVINO's CPU plugin fuses each layer's attention into one generated kernel ("snippets"). Measured on an
-# Intel Xeon with AMX, one thread, int8 and bf16 alike, batches of min(32, 2048 / width) texts: the fused kernel
-# is fast only at widths that are multiples of 16, where from 128 tokens on it is 5-12% faster than the unfused
-# attention; at every other width, and at any width below 128, the unfused attention is as fast or faster (by
-# 18-24% at 4-28 tokens, 13% over 2,000 short texts). So batches of 128 tokens or more are padded to a multiple
-# of 16 and run fused, narrower ones run a model compiled without the fusion. (The fused kernel of OpenVINO
-# 2026.4 also gets int8 batches padded to exactly 32 tokens wrong, cosine .37-.65 to fp32; unfused they are right.)
+# OpenVINO's CPU plugin fuses each layer's attention into one generated kernel ("snippets"). With dynamic shapes,
+# measured on an Intel Xeon with AMX, one thread, int8 and bf16 alike, batches of min(32, 2048 / width) texts:
+# the fused kernel is fast only at widths that are multiples of 16, where from 128 tokens on it is 5-12% faster
+# than the unfused attention; at every other width, and at any width below 128, the unfused attention is as fast
+# or faster (by 18-24% at 4-28 tokens, 13% over 2,000 short texts). (The fused kernel of OpenVINO 2026.4 also
+# gets int8 batches padded to exactly 32 tokens wrong, cosine .37-.65 to fp32; unfused they are right.)
+# Compiled for one static shape, OpenVINO fuses further (each layer's element-wise steps too): 8 x 256 tokens,
+# int8, 73 ms a batch against 85 ms fused with dynamic shapes (14%; 16 x 128: 14%; 32 x 24: 5%, too little
+# to compile a model per narrow width). Batches at the length limit (long texts, truncated) are the one shape
+# a corpus fills over and over. So bf16 and int8 run two compilations: batches at the limit (padded to it from
+# 16 tokens below, and with copies of their last text to its number of rows) on a static fused one, every
+# other batch on a dynamic unfused one. Over 500 long complaints (59% of their tokens in batches at the
+# limit) int8 ran 13% faster than with the dynamic fused compilation for widths of 128 and more, and with
+# 35 MB less peak memory (a third compilation, dynamic fused beside the two, took 130 MB more).
 FUSED_ATTENTION_FROM = 128
 FUSED_WIDTH_STEP = 16
+FUSED, UNFUSED, STATIC = "fused", "unfused", "static"  # compilations: dynamic fused (fp32), dynamic unfused, static
 
 
 def require(module: str):
@@ -274,8 +282,8 @@ def _weight_shape(op) -> list[int]:
 # -- running -------------------------------------------------------------------------------------
 class OpenVinoEmbedder(ExportedEmbedder):
     """Texts to pooled embeddings with an OpenVINO IR, on the CPU, one thread per core; in bf16 and int8 two
-    compilations of it, with and without fused attention, each for the batch widths it runs fastest (see
-    ``FUSED_ATTENTION_FROM``)."""
+    compilations of it: a static one for batches at the length limit, and one without fused attention for
+    every other width (see ``FUSED_ATTENTION_FROM``)."""
 
     def _start(self, directory: Path) -> None:
         require("openvino")  # the missing extra is named before anything else
@@ -291,67 +299,96 @@ class OpenVinoEmbedder(ExportedEmbedder):
         self._keep_compiled = (directory / ENTRY_FILE).exists() and (
             (directory / COMPILED_DIR).is_dir() or os.access(directory, os.W_OK))
         self._compiled, self._requests, self._lock = {}, {}, threading.Lock()
-        # fp32 keeps one (fused) compilation: a second one costs ~200 MB more peak memory, which took fp32 past
-        # plain sentence-transformers', for a smaller gain than bf16's and int8's (6% at 12-28 tokens)
-        self._unfused_narrow = precision != "fp32"
-        first = self.compiled_model(fused=not self._unfused_narrow)  # a damaged export fails here
+        # fp32 keeps one (fused, dynamic) compilation: a second one costs ~200 MB more peak memory, which took
+        # fp32 past plain sentence-transformers', for a smaller gain than bf16's and int8's (6% at 12-28 tokens)
+        self._one_compilation = precision == "fp32"
+        self.static_shape = None if self._one_compilation else self._static_shape()
+        first = self.compiled_model(FUSED if self._one_compilation else UNFUSED)  # a damaged export fails here
         self.streams = int(first.get_property("NUM_STREAMS"))
 
-    def compiled_model(self, fused: bool):
-        """The IR compiled with (``fused``) or without fused attention, on first use."""
+    def compiled_model(self, kind: str):
+        """The IR compiled as ``kind`` (``FUSED`` or ``UNFUSED`` attention with dynamic shapes, or ``STATIC``:
+        fused, for batches of ``static_shape``), on first use."""
         with self._lock:
-            if fused not in self._compiled:
+            if kind not in self._compiled:
                 core = require("openvino").Core()
-                if self._keep_compiled:
-                    core.set_property({"CACHE_DIR": str(self.directory / (COMPILED_DIR if fused else
-                                                                          UNFUSED_COMPILED_DIR))})
-                config = self._config if fused else {**self._config, "SNIPPETS_MODE": "DISABLE"}
+                if self._keep_compiled:  # OpenVINO's cache key covers the shapes, not SNIPPETS_MODE
+                    core.set_property({"CACHE_DIR": str(self.directory / (UNFUSED_COMPILED_DIR if kind == UNFUSED
+                                                                          else COMPILED_DIR))})
+                config = {**self._config, "SNIPPETS_MODE": "DISABLE"} if kind == UNFUSED else self._config
                 try:
-                    self._compiled[fused] = core.compile_model(str(self.directory / MODEL_XML), "CPU", config)
+                    model = str(self.directory / MODEL_XML)
+                    if kind == STATIC:
+                        model = core.read_model(model)
+                        model.reshape({put.get_any_name(): list(self.static_shape) for put in model.inputs})
+                    self._compiled[kind] = core.compile_model(model, "CPU", config)
                 except Exception as exc:
                     raise self.damaged(exc) from None
-                self._requests[fused] = self._compiled[fused].create_infer_request()
-            return self._compiled[fused]
+                self._requests[kind] = self._compiled[kind].create_infer_request()
+            return self._compiled[kind]
+
+    def _static_shape(self) -> tuple[int, int] | None:
+        """Rows x tokens of the static compilation: the most texts a batch padded to the length limit can have
+        (``capped_batches``), at the limit; none where the limit is too narrow for fused attention."""
+        width = self.max_length
+        if width < FUSED_ATTENTION_FROM or width % FUSED_WIDTH_STEP:
+            return None
+        longest = width - FUSED_WIDTH_STEP + 1  # the shortest text of a batch padded to the limit
+        return max(1, min(self.settings.batch_size, self.settings.batch_tokens // longest)), width
 
     def _width(self, longest: int) -> int:
         limit = max(longest, self.max_length)
+        if self.static_shape and longest > self.static_shape[1] - FUSED_WIDTH_STEP:
+            return self.static_shape[1]
         fused = -(-longest // FUSED_WIDTH_STEP) * FUSED_WIDTH_STEP
-        if longest >= FUSED_ATTENTION_FROM and fused <= limit:
+        if self._one_compilation and longest >= FUSED_ATTENTION_FROM and fused <= limit:
             return fused
         return min(-(-longest // WIDTH_STEP) * WIDTH_STEP, limit)
 
-    def _fused(self, width: int) -> bool:
-        return not self._unfused_narrow or width >= FUSED_ATTENTION_FROM and width % FUSED_WIDTH_STEP == 0
+    def _compilation(self, rows: int, width: int) -> str:
+        """Which compilation runs a batch of ``rows`` texts padded to ``width`` tokens."""
+        if self._one_compilation:
+            return FUSED
+        static = self.static_shape
+        return STATIC if static and width == static[1] and rows <= static[0] else UNFUSED
+
+    def _prepared(self, feed: dict[str, np.ndarray]) -> tuple[str, list[np.ndarray]]:
+        """The batch's compilation and its inputs in the export's order (a static one's rows filled up)."""
+        inputs = [feed[n] for n in self.meta["inputs"]]
+        kind = self._compilation(*inputs[0].shape)
+        missing = self.static_shape[0] - len(inputs[0]) if kind == STATIC else 0
+        if missing:
+            inputs = [np.concatenate([a, np.repeat(a[-1:], missing, axis=0)]) for a in inputs]
+        return kind, inputs
 
     def _forward(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        inputs = [feed[n] for n in self.meta["inputs"]]
-        fused = self._fused(inputs[0].shape[1])
-        self.compiled_model(fused)
-        return self._requests[fused].infer(inputs)[0]
+        kind, inputs = self._prepared(feed)
+        self.compiled_model(kind)
+        return self._requests[kind].infer(inputs)[0][:len(feed[self.meta["inputs"][0]])]
 
     def _run(self, jobs, done) -> None:
         """Batches on an asynchronous queue of one request per stream; pooled as each finishes. Batches come
-        longest first, so the queue changes compilation (fused attention to unfused) at most once."""
+        longest first, so the queue changes compilation (static, fused, unfused) at most twice."""
         ov = require("openvino")
         if self.streams < 2:
             return super()._run(jobs, done)
         failed = []
 
         def finished(request, userdata):
+            batch, mask = userdata
             try:
-                done(userdata[0], request.get_output_tensor(0).data, userdata[1])
+                done(batch, request.get_output_tensor(0).data[:len(mask)], mask)
             except Exception as exc:  # raised in the caller's thread below, not lost in OpenVINO's
                 failed.append(exc)
 
-        queue = fused = None
+        queue = kind = None
         for batch, feed, mask in jobs:
-            inputs = [feed[n] for n in self.meta["inputs"]]
-            wanted = self._fused(inputs[0].shape[1])
-            if queue is None or wanted != fused:
+            wanted, inputs = self._prepared(feed)
+            if queue is None or wanted != kind:
                 if queue is not None:
                     queue.wait_all()
-                fused = wanted
-                queue = ov.AsyncInferQueue(self.compiled_model(fused), self.streams)
+                kind = wanted
+                queue = ov.AsyncInferQueue(self.compiled_model(kind), self.streams)
                 queue.set_callback(finished)
             queue.start_async(inputs, (batch, mask))
         if queue is not None:
