@@ -258,3 +258,16 @@ def test_real_model_int8_is_close_to_fp32_in_batches_padded_to_32_tokens(tmp_pat
     assert len(at_width) == 64
     similarity = cosines(fp32.encode(at_width + others), int8.encode(at_width + others))
     assert similarity.min() >= 0.98 and similarity.mean() >= 0.995, (similarity.min(), similarity.mean())
+
+
+def test_a_server_warms_up_both_compilations_so_no_request_pays_for_one(tiny_model, tmp_path, monkeypatch):
+    """``serve`` loads the model and runs a short text and one at the length limit before it answers: the first
+    request with a long text does not wait for OpenVINO to compile (or load) the static model."""
+    pytest.importorskip("fastapi")
+    import embedclf.encode.backends.openvino as backend
+    from embedclf.serve.service import Service
+
+    monkeypatch.setenv("EMBEDCLF_EXPORTS", str(tmp_path / "exports"))
+    service = Service.prepare(EncoderSettings(tiny_model, device="cpu", backend="openvino", precision="bf16")).load()
+    embedder = service.encoder.embedder
+    assert embedder.static_shape and set(embedder._compiled) == {backend.UNFUSED, backend.STATIC}

@@ -97,7 +97,10 @@ class Service:
         request does not pay for start-up. Runs in a thread while the server answers ``/health``."""
         embedder = self.encoder.embedder
         self._counter = _token_counter(embedder)
-        embedder.encode(["warm up"], self.token_counts(["warm up"]))  # not through the cache: nothing stored
+        # a short text and one at the length limit (a backend may compile a model of its own for those: openvino's
+        # static shape), not through the cache: nothing stored
+        warm = ["warm up", " ".join(["warm up"] * self.settings.max_length)]
+        embedder.encode(warm, self.token_counts(warm))
         if self.settings.backend == "torch" and self.settings.device == "cpu":
             import torch
 

@@ -171,7 +171,7 @@ class ExportedEmbedder:
 
     def _width(self, longest: int) -> int:
         """The padded width of a batch whose longest text has ``longest`` tokens (a runtime may pad further:
-        to fewer distinct shapes, or past a width it gets wrong)."""
+        to fewer distinct shapes, or up to a shape it runs faster)."""
         return longest
 
     def _inputs(self, encodings, lengths: np.ndarray, width: int | None = None) -> tuple[dict[str, np.ndarray],
