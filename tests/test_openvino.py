@@ -202,6 +202,10 @@ def test_batches_are_padded_to_a_multiple_of_four_tokens_or_to_the_limit_from_si
     assert [int8._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 112, 128, 128, 128]
     # fp32's one compilation has fused attention, fast at multiples of 16 from 128 on
     assert [fp32._width(n) for n in widths] == [4, 4, 8, 32, 32, 36, 112, 116, 128, 128]
+    fp32.max_length = 256  # (past the tiny model's own limit: the widths of a longer model)
+    assert [fp32._width(n) for n in (129, 144, 145, 250)] == [144, 144, 160, 256]
+    fp32.max_length = 136  # 144 would be past it: a multiple of four
+    assert fp32._width(130) == 132
     capped = openvino(tiny_model, tmp_path / "cache", "int8", max_length=126).embedder
     assert capped.static_shape is None and capped._width(126) == 126  # not past the limit, not a multiple of 16
     texts = ["one two three four five six seven", "one", "two three"]
