@@ -153,7 +153,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         if tune_weight:
             X_valid, fit_seconds = _fit_tuning_weight(classifier, texts, Y, valid_texts, Y_valid, settings, say)
         else:
-            classifier.pipeline.fit(texts, Y, **fit_params)
+            _fit_pipeline(classifier, texts, Y, fit_params)
     except ValueError as exc:  # the head refused these data (scikit-learn's own checks): say so in one line
         raise EmbedclfError(f"cannot fit the {type(head).__name__}: {' '.join(str(exc).split())[:300]}") from None
     if not tune_weight:
@@ -171,6 +171,21 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
         score_validation(classifier, Y_valid, classifier.scores(X_valid), settings.tune_thresholds,
                          settings.threshold, settings.tune_for)
     return classifier
+
+
+def _fit_pipeline(classifier: TextClassifier, texts, Y, fit_params: dict) -> None:
+    """Fit the features step and the head; a ``tfidf`` step whose ``min_df`` prunes every term of a handful of
+    texts that share no word keeps every term instead, as hybrid's does (see ``fit_terms``)."""
+    try:
+        classifier.pipeline.fit(texts, Y, **fit_params)
+    except ValueError as exc:
+        from embedclf.features.tfidf import pruned_every_term
+
+        step = classifier.pipeline.steps[0][1]
+        if classifier.features != "tfidf" or not pruned_every_term(exc, step):
+            raise
+        step.set_params(min_df=1)
+        classifier.pipeline.fit(texts, Y, **fit_params)
 
 
 def _fit_tuning_weight(classifier: TextClassifier, texts, Y, valid_texts, Y_valid, settings: FitSettings,

@@ -131,3 +131,14 @@ def test_hybrid_on_a_handful_of_texts_sharing_no_word_keeps_every_word():
     assert terms.shape == (3, 9)  # min_df=2 would prune all: 6 words and 3 bigrams kept instead
     with pytest.raises(ValueError, match="no terms remain"):
         tfidf_vectorizer().fit(["good movie", "bad film"])
+
+
+def test_tfidf_features_on_a_handful_of_texts_sharing_no_word_keep_every_word(tiny_model, tmp_path):
+    data = tmp_path / "tiny.csv"
+    data.write_text("text,label\nhello world,a\nbad thing,b\ngood day,a\nawful,b\n")
+    fitted = run("fit", data, "--label-col", "label", "--features", "tfidf", "--out", tmp_path / "model",
+                 "--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu")
+    assert fitted.returncode == 0, fitted.stderr  # min_df=2 would prune every term: fit refits with min_df=1
+    classifier = TextClassifier.load(tmp_path / "model")
+    assert len(classifier.pipeline.steps[0][1].vocabulary_) == 10  # 7 words and 3 bigrams
+    assert classifier.predict(["bad thing", "good day"]) == [[["b"], ["a"]]]  # per target, per text

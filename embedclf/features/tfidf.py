@@ -28,9 +28,14 @@ def fit_terms(vectorizer, texts):
     try:
         return vectorizer.fit_transform(texts)
     except ValueError as exc:
-        if "no terms remain" not in str(exc) or vectorizer.min_df == 1:
+        if not pruned_every_term(exc, vectorizer):
             raise
         return vectorizer.set_params(min_df=1).fit_transform(texts)
+
+
+def pruned_every_term(exc: ValueError, vectorizer) -> bool:
+    """Whether fitting ``vectorizer`` failed only because ``min_df`` pruned every term (refit with ``min_df=1``)."""
+    return "no terms remain" in str(exc) and vectorizer.min_df != 1
 
 
 def load_tfidf(where, data: bytes):
