@@ -281,6 +281,11 @@ def main() -> None:
         from benchmarks.tfidf_weight import render as render_tfidf_weight
 
         lines += render_tfidf_weight(tfidf_weight)
+    char_ngrams = _load(results, f"char_ngrams{suffix}.json")
+    if char_ngrams is not None:
+        from benchmarks.char_ngrams import render as render_char_ngrams
+
+        lines += render_char_ngrams(char_ngrams)
     mpnet = [r for r in (_load(results, f"features-mpnet{suffix}.json"),
                          _load(results, f"features-mpnet-reuters{suffix}.json")) if r is not None]
     mpnet_speed = _load(results, f"mpnet-speed{suffix}.json")

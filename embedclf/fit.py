@@ -18,6 +18,7 @@ from embedclf.data import DataOptions, Dataset
 from embedclf.encode.encoder import Encoder
 from embedclf.errors import EmbedclfError
 from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, check_feature_set, check_head_takes, resolve_features
+from embedclf.features.tfidf import check_ngrams, keep_every_term, pruned_every_term, tfidf_vectorizer
 from embedclf.heads import check_fits_rows
 from embedclf.labels import LabelSpace, labelled_matrix
 from embedclf.model import TextClassifier
@@ -31,7 +32,8 @@ class FitSettings:
     ``features`` is what the head sees (``embedding``, ``tfidf``, ``hybrid``; ``auto``: see :mod:`embedclf.features`)
     and ``tfidf_weight`` the TF-IDF block's weight in ``hybrid``; None (not given) is the default weight, or,
     when thresholds are tuned, the best on validation of a small grid (:mod:`embedclf.features.weight`); a
-    given weight is always kept. ``valid_split`` holds out a stratified
+    given weight is always kept; ``tfidf_ngrams`` the TF-IDF block's n-grams (``word`` or ``word+char``, see
+    :mod:`embedclf.features.tfidf`). ``valid_split`` holds out a stratified
     fraction of the training data (when no validation file is given); ``threshold`` is the multi-label
     decision threshold, or the default the tuning starts from; ``tune_thresholds`` tunes them on validation
     data for ``tune_for`` (macro: one per label, micro: one per target); ``at_least_one`` gives a row with
@@ -46,11 +48,13 @@ class FitSettings:
     seed: int = 0
     features: str = AUTO
     tfidf_weight: float | None = None
+    tfidf_ngrams: str = "word"
 
     def __post_init__(self):
-        object.__setattr__(self, "tune_for", getattr(self.tune_for, "value", self.tune_for))
-        object.__setattr__(self, "features", getattr(self.features, "value", self.features))
+        for name in ("tune_for", "features", "tfidf_ngrams"):  # typer's enum members to their values
+            object.__setattr__(self, name, getattr(getattr(self, name), "value", getattr(self, name)))
         check_feature_set(self.features, self.tfidf_weight_or_default)
+        check_ngrams(self.tfidf_ngrams)
         if self.valid_split is not None and not 0 < self.valid_split < 1:
             raise EmbedclfError(f"--valid-split must be between 0 and 1 (a fraction of TRAIN), got {self.valid_split}")
         if not 0 < self.threshold < 1:
@@ -139,6 +143,7 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     classifier = TextClassifier(encoder, head, space, data_options=data_options, thresholds=settings.threshold,
                                 at_least_one=settings.at_least_one, rules=rules, info={"train_file": train.path},
                                 features=features, long_text=long_text,
+                                tfidf=None if features == "embedding" else tfidf_vectorizer(settings.tfidf_ngrams),
                                 tfidf_weight=settings.tfidf_weight_or_default)
     fit_params = {"head__layout": space.layout}
     X_valid = None
@@ -179,12 +184,9 @@ def _fit_pipeline(classifier: TextClassifier, texts, Y, fit_params: dict) -> Non
     try:
         classifier.pipeline.fit(texts, Y, **fit_params)
     except ValueError as exc:
-        from embedclf.features.tfidf import pruned_every_term
-
-        step = classifier.pipeline.steps[0][1]
-        if classifier.features != "tfidf" or not pruned_every_term(exc, step):
+        if classifier.features != "tfidf" or not pruned_every_term(exc, classifier.tfidf):
             raise
-        step.set_params(min_df=1)
+        keep_every_term(classifier.tfidf)
         classifier.pipeline.fit(texts, Y, **fit_params)
 
 

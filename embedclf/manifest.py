@@ -164,7 +164,7 @@ def check_manifest(path, manifest: dict) -> None:
 
 def _check_features(path, features, files: dict) -> None:
     """``features``: absent in folders before feature sets (they are ``embedding``); else its kind, and
-    for ``tfidf``/``hybrid`` the vectoriser's file, listed with its checksum, and the TF-IDF weight."""
+    for ``tfidf``/``hybrid`` the vectoriser's file, listed with its checksum, its n-grams and the TF-IDF weight."""
     from embedclf.features import FEATURE_SETS, FEATURES_FILE
 
     _expect(path, "features", features, dict, "an object")
@@ -176,6 +176,11 @@ def _check_features(path, features, files: dict) -> None:
     if features.get("file") != FEATURES_FILE or FEATURES_FILE not in files:
         raise field_error(path, "features.file", f"must be {FEATURES_FILE}, listed in 'files' "
                                                   f"(got {shown.repr(features.get('file'))})")
+    from embedclf.features.tfidf import NGRAMS
+
+    if features.get("ngrams", "word") not in NGRAMS:
+        raise field_error(path, "features.ngrams", f"is {shown.repr(features.get('ngrams'))}, not one of: "
+                                                    f"{', '.join(NGRAMS)}")
     weight = features.get("tfidf_weight", 1.0)
     if not _is_number(weight) or not math.isfinite(weight) or not 0 < weight <= 100:
         raise field_error(path, "features.tfidf_weight", f"must be a number above 0 and at most 100, got "

@@ -18,7 +18,7 @@ from embedclf.encode.text_encoder import TextEncoder
 from embedclf.labels import LabelSpace, block_decisions
 from embedclf.errors import EmbedclfError
 from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURES_FILE, feature_step
-from embedclf.features.tfidf import load_tfidf
+from embedclf.features.tfidf import load_tfidf, ngrams_of, term_count
 from embedclf.model_folder import (FORMAT, HEAD_FILE, MANIFEST, RULES_FILE, bundled_encoder, check_feature_width,
                                    check_head, jsonable, load_head, read_files, read_manifest, versions, write_folder)
 
@@ -73,11 +73,15 @@ class TextClassifier:
     def encoding_line(self) -> str:
         """What the last call encoded, or what it did instead (a ``tfidf`` model encodes nothing)."""
         if self.features == "tfidf":
-            return f"none needed (tfidf features with {len(self.tfidf.vocabulary_):,} TF-IDF terms)"
+            return f"none needed (tfidf features with {self.tfidf_terms_line()})"
         encoded = self.encoder.last_report.summary(self.encoder.max_length)
         if self.features == "embedding":
             return encoded
-        return f"{encoded}; hybrid features with {len(self.tfidf.vocabulary_):,} TF-IDF terms"
+        return f"{encoded}; hybrid features with {self.tfidf_terms_line()}"
+
+    def tfidf_terms_line(self) -> str:
+        terms, ngrams = term_count(self.tfidf), ngrams_of(self.tfidf)
+        return f"{terms:,} TF-IDF terms" + (", word and character n-grams" if ngrams != "word" else "")
 
     @property
     def head(self):
@@ -154,7 +158,8 @@ class TextClassifier:
         return {"long_text": settings.record()} if settings.mode != "truncate" else {}
 
     def features_record(self) -> dict:
-        record = {"kind": self.features, "file": FEATURES_FILE, "terms": len(self.tfidf.vocabulary_)}
+        record = {"kind": self.features, "file": FEATURES_FILE, "terms": term_count(self.tfidf),
+                  "ngrams": ngrams_of(self.tfidf)}
         return record | ({"tfidf_weight": self.tfidf_weight} if self.features == "hybrid" else {})
 
     def save(self, directory: str | Path, bundle: dict[str, Path] | None = None) -> Path:
@@ -203,7 +208,10 @@ class TextClassifier:
         tfidf = None
         if features["kind"] != "embedding":
             tfidf = load_tfidf(Path(directory) / FEATURES_FILE, blobs[FEATURES_FILE])
-            check_feature_width(directory, head, features["kind"], len(tfidf.vocabulary_))
+            check_feature_width(directory, head, features["kind"], term_count(tfidf))
+            if ngrams_of(tfidf) != features.get("ngrams", "word"):  # folders before word+char hold words
+                raise EmbedclfError(f"{where}: field 'features.ngrams' says {features.get('ngrams', 'word')}, but "
+                                    f"{FEATURES_FILE} holds {ngrams_of(tfidf)} n-grams")
         rules = None
         if RULES_FILE in blobs:
             from embedclf.postprocess.model_rules import check_rules_fit

@@ -142,3 +142,73 @@ def test_tfidf_features_on_a_handful_of_texts_sharing_no_word_keep_every_word(ti
     classifier = TextClassifier.load(tmp_path / "model")
     assert len(classifier.pipeline.steps[0][1].vocabulary_) == 10  # 7 words and 3 bigrams
     assert classifier.predict(["bad thing", "good day"]) == [[["b"], ["a"]]]  # per target, per text
+
+
+def test_word_and_char_ngrams_see_a_misspelling_whole_words_miss():
+    from embedclf.features.tfidf import ngrams_of, term_count
+
+    texts = ["I love this so much", "love it, really love it", "this is awful", "awful, just awful"]
+    word, both = tfidf_vectorizer("word").fit(texts), tfidf_vectorizer("word+char").fit(texts)
+    assert ngrams_of(word) == "word" and ngrams_of(both) == "word+char"
+    assert term_count(both) > term_count(word) == len(word.vocabulary_)
+    assert word.transform(["loove"]).nnz == 0  # an unseen word is invisible to the word block
+    char_block = both.transform(["loove"])[:, len(word.vocabulary_):]
+    assert char_block.nnz > 0  # "lo", "ov", "ve " ... are shared with "love"
+    rows = both.transform(texts)
+    np.testing.assert_allclose(sparse.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)  # two unit blocks at 1/sqrt(2)
+    with pytest.raises(EmbedclfError, match="--tfidf-ngrams must be one of word, word\\+char, not 'char'"):
+        tfidf_vectorizer("char")
+
+
+def test_word_and_char_hybrid_round_trips_through_the_model_folder(tiny_model, tmp_path):
+    from sklearn.pipeline import FeatureUnion
+
+    from embedclf.features.tfidf import term_count
+
+    train = GO.load(goemotions_slice(tmp_path, n=300), require_labels=True)
+    classifier = fit_classifier(train, make_head("logreg"), encoder(tiny_model, tmp_path), data_options=GO,
+                                valid_split=0.2, tune_thresholds=True, features="hybrid", tfidf_ngrams="word+char")
+    assert isinstance(classifier.tfidf, FeatureUnion)
+    X = classifier.embed(train.texts[:50])
+    assert X.shape[1] == 32 + term_count(classifier.tfidf)
+    classifier.save(tmp_path / "model")
+    record = json.loads((tmp_path / "model" / "model.json").read_text())["features"]
+    assert record["ngrams"] == "word+char" and record["terms"] == term_count(classifier.tfidf)
+    loaded = TextClassifier.load(tmp_path / "model", cache=tmp_path / "cache")
+    assert isinstance(loaded.tfidf, FeatureUnion)
+    np.testing.assert_array_equal(loaded.predict_proba(train.texts[:50]), classifier.predict_proba(train.texts[:50]))
+
+
+def test_a_vectoriser_file_that_is_not_embedclfs_union_is_refused(tmp_path):
+    import skops.io as sio
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    from embedclf.features.tfidf import load_tfidf
+
+    texts = ["good movie", "bad movie", "good film", "bad film"]
+    for union in (FeatureUnion([("word", TfidfVectorizer()), ("char", CountVectorizer())]),
+                  FeatureUnion([("char", TfidfVectorizer()), ("word", TfidfVectorizer())]),
+                  FeatureUnion([("word", TfidfVectorizer()), ("char", TfidfVectorizer()), ("more", TfidfVectorizer())])):
+        with pytest.raises(EmbedclfError, match="holds a FeatureUnion, not a fitted TfidfVectorizer"):
+            load_tfidf(tmp_path / "features.skops", sio.dumps(union.fit(texts)))
+    unfitted = tfidf_vectorizer("word+char")
+    with pytest.raises(EmbedclfError, match="not a fitted TfidfVectorizer"):
+        load_tfidf(tmp_path / "features.skops", sio.dumps(unfitted))
+    assert load_tfidf(tmp_path / "f", sio.dumps(tfidf_vectorizer("word+char").fit(texts))).transform(texts).shape[0] == 4
+
+
+def test_cli_fit_takes_word_and_char_ngrams_and_refuses_unknown_ones(tiny_model, tmp_path):
+    train = goemotions_slice(tmp_path, "train", 200)
+    data = ["--columns", "text,labels,id", "--text-col", "text", "--label-col", "labels", "--label-sep", ","]
+    common = ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+    fitted = run("fit", train, "--head", "svm", "--features", "hybrid", "--tfidf-ngrams", "word+char", *data,
+                 "--out", tmp_path / "model", *common)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "TF-IDF terms, word and character n-grams" in fitted.stderr
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["features"]["ngrams"] == "word+char"
+    predicted = run("predict", tmp_path / "model", train, "--out", tmp_path / "p.csv", "--cache", tmp_path / "cache")
+    assert predicted.returncode == 0 and "word and character n-grams" in predicted.stderr, predicted.stderr
+    refused = run("fit", train, "--tfidf-ngrams", "char", *data, "--out", tmp_path / "other", *common)
+    assert refused.returncode == 2 and "'char' is not one of 'word', 'word+char'" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "other").exists()

@@ -255,6 +255,10 @@ def _edit(change):
 
 
 FIELD_CASES = {
+    "unknown n-grams": (lambda m: m["features"].__setitem__("ngrams", "chars"),
+                        "field 'features.ngrams' is 'chars', not one of: word, word+char"),
+    "n-grams unlike the vectoriser": (lambda m: m["features"].__setitem__("ngrams", "word+char"),
+                                      "field 'features.ngrams' says word+char, but features.skops holds word"),
     "short thresholds": (lambda m: m["thresholds"].pop(), "field 'thresholds' has"),
     "long thresholds": (lambda m: m["thresholds"].append(0.5), "field 'thresholds' has"),
     "threshold above 1": (lambda m: m["thresholds"].__setitem__(0, 1.5), "field 'thresholds' must hold numbers"),

@@ -165,7 +165,7 @@ def test_cli_fit_tunes_the_weight_and_says_so(tiny_model, tmp_path):
     manifest = json.loads((out / "model.json").read_text())
     chosen = manifest["info"]["tfidf_weight"]["chosen"]
     assert manifest["features"] | {"terms": 0} == {"kind": "hybrid", "file": "features.skops", "terms": 0,
-                                                   "tfidf_weight": chosen}
+                                                   "ngrams": "word", "tfidf_weight": chosen}
     assert [line for line in fitted.stderr.splitlines() if line.startswith("tfidf weight: ")][0].startswith(
         f"tfidf weight: {chosen:g} (validation micro-F1 ")
 

@@ -17,11 +17,13 @@ from embedclf.cli.options import (DECIDE, ENCODER, Actors, Address, AtLeastOne, 
                                   cache_option, data_options, encoder_settings, long_text_settings, say, split_columns,
                                   track_settings)
 from embedclf.features import AUTO, DEFAULT_TFIDF_WEIGHT, FEATURE_SETS, TFIDF_WEIGHT_GRID
+from embedclf.features.tfidf import NGRAMS
 from embedclf.heads import HEAD_NAMES
 
 HEAD = "Head options"
 HeadName = Enum("HeadName", {name: name for name in HEAD_NAMES}, type=str)
 FeatureSet = Enum("FeatureSet", {name: name for name in (AUTO, *FEATURE_SETS)}, type=str)
+TfidfNgrams = Enum("TfidfNgrams", {name: name for name in NGRAMS}, type=str)
 
 
 class Loss(str, Enum):
@@ -67,6 +69,9 @@ def fit(
         f"Weight of the TF-IDF block beside the unit-length embedding (hybrid). Not given: "
         f"{DEFAULT_TFIDF_WEIGHT:g}, or with --tune-thresholds the best on validation of "
         f"{', '.join(f'{w:g}' for w in TFIDF_WEIGHT_GRID)} (one more head fit per weight).")] = None,
+    tfidf_ngrams: Annotated[TfidfNgrams, _head_option(
+        "The TF-IDF block's n-grams (tfidf, hybrid): word 1-2 grams, or word+char to add character 2-5 grams "
+        "within words (misspellings, emoji; pays on short texts, slower to fit and predict).")] = "word",
     valid: Annotated[Optional[Path], typer.Option(help="Validation data, read with the same data options.")] = None,
     valid_split: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of TRAIN for validation (stratified over labels).")] = None,
@@ -112,7 +117,7 @@ def fit(
                  gamma=gamma, alpha=alpha, base=base, order=order, ensemble=ensemble, n_jobs=jobs)
     settings = FitSettings(valid_split=valid_split, threshold=threshold, tune_thresholds=tune_thresholds,
                            tune_for=tune_for, at_least_one=at_least_one, seed=seed, features=features,
-                           tfidf_weight=tfidf_weight)
+                           tfidf_weight=tfidf_weight, tfidf_ngrams=tfidf_ngrams)
     given = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
     if "random_state" in head_params(head.value):
         given["random_state"] = seed
