@@ -84,7 +84,8 @@ class SweepTracker:
     def log_configuration(self, record: dict) -> None:
         config = record["configuration"]
         params = {"head": config["head"], **params_of(config["params"], "head."), "features": config["features"],
-                  "tfidf_weight": str(config.get("tfidf_weight")), "thresholds": config["thresholds"], "rule_threshold": str(config["rule_threshold"]), **self.data}
+                  "tfidf_weight": str(config.get("tfidf_weight")), "tfidf_ngrams": str(config.get("tfidf_ngrams")),
+                  "thresholds": config["thresholds"], "rule_threshold": str(config["rule_threshold"]), **self.data}
         if record["status"] != "ok":
             self.tracker.run(record["key"], params, {}, tags={"error": record["error"]}, status="FAILED")
             return

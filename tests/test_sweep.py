@@ -71,6 +71,10 @@ def test_default_grid_has_twenty_linear_and_knn_configurations_and_the_example_g
     ({"heads": [{"head": "mlp"}], "features": ["hybrid"]}, "no head in the grid takes it (logreg, svm, knn do)"),
     ({"heads": [{"head": "knn"}], "features": ["hybrid"], "tfidf_weights": [0]}, "tfidf_weights must be numbers"),
     ({"heads": [{"head": "mlp", "features": ["tfidf"]}]}, "mlp: the mlp head takes the embedding only"),
+    ({"heads": [{"head": "knn"}], "features": ["tfidf"], "tfidf_ngrams": ["char"]},
+     "tfidf_ngrams 'char' is not one of: word, word+char"),
+    ({"heads": [{"head": "knn"}], "tfidf_ngrams": ["word", "word"]}, "tfidf_ngrams lists a value twice"),
+    ({"heads": [{"head": "knn"}], "tfidf_ngrams": "word+char"}, "tfidf_ngrams must be a list"),
     ({"heads": [{"head": "knn", "features": ["words"]}]}, "feature set 'words' is not one of"),
     ({"heads": [{"head": "knn", "features": "hybrid"}]}, "features must be a list"),
     ({"heads": [{"head": "knn"}], "rule_thresholds": [1.5]}, "co-occurrence threshold must be in (0, 1]"),
@@ -153,6 +157,26 @@ def test_feature_sets_pair_with_the_heads_that_take_them():
                                                           "svm C=0.1 | features=hybrid tfidf_weight=1"]
 
 
+def test_word_and_char_ngrams_are_a_feature_axis_with_their_own_vectoriser():
+    from embedclf.features.tfidf import term_count, tfidf_vectorizer
+    from embedclf.sweep.features import fold_features
+
+    grid = grid_from_dict({"heads": [{"head": "logreg"}, {"head": "mlp", "epochs": [2]}],
+                           "features": ["embedding", "hybrid"], "tfidf_ngrams": ["word", "word+char"],
+                           "threshold_modes": ["fixed"]})
+    configurations = grid.configurations()
+    assert sorted(c.fit_key for c in configurations) == sorted([
+        "logreg | features=embedding", "logreg | features=hybrid tfidf_weight=1",  # word: keys as before
+        "logreg | features=hybrid tfidf_weight=1 ngrams=word+char", "mlp epochs=2 | features=embedding"])
+    assert grid.dense_only_pairs() == 2
+    texts = ["red apple pie", "red apple tart", "green pear pie", "green pear tart", "blue plum jam"]
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    matrices = fold_features(configurations, X, texts, [(np.arange(4), np.arange(4, 5))])
+    word, both = matrices["hybrid tfidf_weight=1"][0], matrices["hybrid tfidf_weight=1 ngrams=word+char"][0]
+    assert word.train.shape[1] == 4 + term_count(tfidf_vectorizer("word").fit(texts[:4]))
+    assert both.train.shape[1] == 4 + term_count(tfidf_vectorizer("word+char").fit(texts[:4])) > word.train.shape[1]
+
+
 def test_tfidf_is_learnt_per_fold_from_training_rows_only():
     from embedclf.features.tfidf import tfidf_vectorizer
     from embedclf.sweep.features import fold_features
@@ -192,6 +216,20 @@ def test_a_hybrid_best_configuration_is_saved_with_its_vectoriser_and_predicts(t
     predicted = run("predict", out / "best", test, "--out", tmp_path / "p.csv", *common[2:], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+
+
+def test_a_word_and_char_best_configuration_is_refitted_with_them(tiny_model, tmp_path):
+    train = goemotions_slice(tmp_path, "train", 200)
+    grid = tmp_path / "grid.toml"
+    grid.write_text('features = ["tfidf"]\ntfidf_ngrams = ["word+char"]\nthreshold_modes = ["fixed"]\n'
+                    '[[heads]]\nhead = "logreg"\nC = [1.0]\n')
+    out = tmp_path / "sweep"
+    swept = run("sweep", train, *GO_ARGS, "--grid", grid, "--out", out, "--model", tiny_model,
+                "--cache", tmp_path / "cache", "--device", "cpu", cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    assert ranked_first(out) == "logreg C=1 | features=tfidf ngrams=word+char | thresholds=fixed | rules=none"
+    assert [r["configuration"]["tfidf_ngrams"] for r in read_results(out)] == ["word+char"]
+    assert json.loads((out / "best" / "model.json").read_text())["features"]["ngrams"] == "word+char"
 
 
 def ranked_first(out) -> str:

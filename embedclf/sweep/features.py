@@ -1,7 +1,8 @@
 """The matrices a sweep fits its heads on: one pair (train, validation) per feature set and fold, built once.
 
-The embedding comes from the cache; a TF-IDF vectoriser is fitted on each fold's training texts only
-(its vocabulary and idf never see the fold's validation rows, as ``fit`` learns it from TRAIN alone),
+The embedding comes from the cache; a TF-IDF vectoriser (one per ``tfidf_ngrams`` kind) is fitted on each
+fold's training texts only (its vocabulary and idf never see the fold's validation rows, as ``fit`` learns
+it from TRAIN alone),
 and ``hybrid`` joins the two with :func:`~embedclf.features.hybrid.join_blocks`. Each feature set's
 matrices are shared by every head configuration that uses it.
 """
@@ -26,19 +27,20 @@ class FoldFeatures:
 
 def fold_features(configurations, X: np.ndarray, texts: list[str], folds) -> dict[str, list[FoldFeatures]]:
     """``{configuration.feature_key: [FoldFeatures per fold]}`` for every feature set ``configurations`` use."""
-    wanted = {c.feature_key: (c.features, c.tfidf_weight) for c in configurations}
+    wanted = {c.feature_key: (c.features, c.tfidf_weight, c.tfidf_ngrams) for c in configurations}
     out: dict[str, list[FoldFeatures]] = {key: [] for key in wanted}
+    vectorizers = sorted({ngrams for features, _, ngrams in wanted.values() if features != "embedding"})
     for train_rows, valid_rows in folds:
-        terms = _tfidf(texts, train_rows, valid_rows) if any(f != "embedding" for f, _ in wanted.values()) else None
-        for key, (features, weight) in wanted.items():
-            out[key].append(_one(features, weight, X, train_rows, valid_rows, terms))
+        terms = {ngrams: _tfidf(texts, train_rows, valid_rows, ngrams) for ngrams in vectorizers}
+        for key, (features, weight, ngrams) in wanted.items():
+            out[key].append(_one(features, weight, X, train_rows, valid_rows, terms.get(ngrams)))
     return out
 
 
-def _tfidf(texts, train_rows, valid_rows):
+def _tfidf(texts, train_rows, valid_rows, ngrams: str):
     from embedclf.features.tfidf import fit_terms, tfidf_vectorizer
 
-    vectorizer = tfidf_vectorizer()
+    vectorizer = tfidf_vectorizer(ngrams)
     train = fit_terms(vectorizer, [texts[i] for i in train_rows])  # as ``fit`` learns it, tiny folds included
     valid_texts = [texts[i] for i in valid_rows]
     start = time.perf_counter()

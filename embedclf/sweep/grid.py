@@ -8,8 +8,9 @@ stable ``key`` by which ``--resume`` knows what is finished.
 
 Threshold modes and rule thresholds are decisions taken on a fitted head's validation scores, so a
 head is fitted once per fold and every decision is tried on its scores: they cost almost nothing.
-Feature sets (``embedding``, ``tfidf``, ``hybrid`` at each of ``tfidf_weights``) pair only with the
-heads that take them: the MLP and chains take the dense embedding alone.
+Feature sets (``embedding``, ``tfidf`` with each of ``tfidf_ngrams``, ``hybrid`` with each of
+``tfidf_ngrams`` and ``tfidf_weights``) pair only with the heads that take them: the MLP and chains take
+the dense embedding alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from embedclf.errors import EmbedclfError
 from embedclf.features import DEFAULT_TFIDF_WEIGHT, FEATURE_SETS, SPARSE_HEADS
+from embedclf.features.tfidf import NGRAMS
 
 THRESHOLD_MODES = ("fixed", "micro", "macro")  # 0.5 (or --threshold); tuned for micro-F1; tuned per label
 BUILT_IN = ("default", "mlp")
@@ -49,7 +51,8 @@ class HeadConfig:
 class Configuration:
     """One row of the leaderboard: a head config, a feature set and how its scores become decisions.
 
-    ``tfidf_weight`` is the TF-IDF block's weight for ``hybrid`` features, None for the others.
+    ``tfidf_weight`` is the TF-IDF block's weight for ``hybrid`` features, None for the others;
+    ``tfidf_ngrams`` its n-grams (``word``, ``word+char``) for ``tfidf`` and ``hybrid``, None for the embedding.
     """
 
     head: HeadConfig
@@ -57,11 +60,14 @@ class Configuration:
     thresholds: str = "fixed"
     rule_threshold: float | None = None
     tfidf_weight: float | None = None
+    tfidf_ngrams: str | None = None
 
     @property
     def feature_key(self) -> str:
-        """The features the head is fitted on: configurations sharing it share one matrix per fold."""
-        return self.features if self.tfidf_weight is None else f"{self.features} tfidf_weight={self.tfidf_weight:g}"
+        """The features the head is fitted on: configurations sharing it share one matrix per fold. Word
+        n-grams, the default, are not named, so keys from sweeps before ``tfidf_ngrams`` still resume."""
+        key = self.features if self.tfidf_weight is None else f"{self.features} tfidf_weight={self.tfidf_weight:g}"
+        return key if self.tfidf_ngrams in (None, "word") else f"{key} ngrams={self.tfidf_ngrams}"
 
     @property
     def fit_key(self) -> str:
@@ -75,8 +81,8 @@ class Configuration:
 
     def as_record(self) -> dict:
         return {"head": self.head.head, "params": {k: _jsonable(v) for k, v in self.head.params},
-                "features": self.features, "tfidf_weight": self.tfidf_weight, "thresholds": self.thresholds,
-                "rule_threshold": self.rule_threshold}
+                "features": self.features, "tfidf_weight": self.tfidf_weight, "tfidf_ngrams": self.tfidf_ngrams,
+                "thresholds": self.thresholds, "rule_threshold": self.rule_threshold}
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Grid:
     rule_min_support: int = 5
     features: tuple[str, ...] = ("embedding",)
     tfidf_weights: tuple[float, ...] = (DEFAULT_TFIDF_WEIGHT,)
+    tfidf_ngrams: tuple[str, ...] = ("word",)
     source: str = field(default="the grid", compare=False)
 
     def __post_init__(self):
@@ -96,7 +103,8 @@ class Grid:
         if not self.heads:
             raise EmbedclfError(f"{where}: no heads to try; add a [[heads]] table")
         for name, values in (("threshold_modes", self.threshold_modes), ("features", self.features),
-                             ("rule_thresholds", self.rule_thresholds), ("tfidf_weights", self.tfidf_weights)):
+                             ("rule_thresholds", self.rule_thresholds), ("tfidf_weights", self.tfidf_weights),
+                             ("tfidf_ngrams", self.tfidf_ngrams)):
             if not values:
                 raise EmbedclfError(f"{where}: {name} is empty")
             if len(set(values)) != len(values):
@@ -115,6 +123,9 @@ class Grid:
         for weight in self.tfidf_weights:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 100:
                 raise EmbedclfError(f"{where}: tfidf_weights must be numbers above 0 and at most 100, got {weight!r}")
+        for ngrams in self.tfidf_ngrams:
+            if ngrams not in NGRAMS:
+                raise EmbedclfError(f"{where}: tfidf_ngrams {ngrams!r} is not one of: {', '.join(NGRAMS)}")
         sparse_features = [f for f in self.features if f != "embedding"]
         if sparse_features and not any(h.head in SPARSE_HEADS for h in self.heads if h.features is None):
             raise EmbedclfError(f"{where}: feature set {sparse_features[0]!r} is sparse and no head in the grid "
@@ -138,18 +149,19 @@ class Grid:
         """Every configuration; without a multi-label target thresholds and rules do not apply and collapse."""
         modes = self.threshold_modes if multilabel else ("fixed",)
         rules = self.rule_thresholds if multilabel else (None,)
-        return [Configuration(head, features, mode, rule, weight)
-                for head in self.heads for (features, weight), mode, rule in itertools.product(
+        return [Configuration(head, features, mode, rule, weight, ngrams)
+                for head in self.heads for (features, weight, ngrams), mode, rule in itertools.product(
                     self._feature_sets(head), modes, rules)
                 if features == "embedding" or head.head in SPARSE_HEADS]
 
     def dense_only_pairs(self) -> int:
         """How many head × feature set pairs are left out because the head takes dense input only."""
         return sum(features != "embedding" and head.head not in SPARSE_HEADS
-                   for head in self.heads for features, _ in self._feature_sets(head))
+                   for head in self.heads for features, _, _ in self._feature_sets(head))
 
-    def _feature_sets(self, head: HeadConfig) -> list[tuple[str, float | None]]:
-        return [(features, weight) for features in (head.features or self.features)
+    def _feature_sets(self, head: HeadConfig) -> list[tuple[str, float | None, str | None]]:
+        return [(features, weight, ngrams) for features in (head.features or self.features)
+                for ngrams in (self.tfidf_ngrams if features != "embedding" else (None,))
                 for weight in (self.tfidf_weights if features == "hybrid" else (None,))]
 
     def as_record(self) -> dict:
@@ -157,7 +169,7 @@ class Grid:
                            **({"features": list(h.features)} if h.features is not None else {})} for h in self.heads],
                 "threshold_modes": list(self.threshold_modes), "rule_thresholds": list(self.rule_thresholds),
                 "rule_min_support": self.rule_min_support, "features": list(self.features),
-                "tfidf_weights": list(self.tfidf_weights)}
+                "tfidf_weights": list(self.tfidf_weights), "tfidf_ngrams": list(self.tfidf_ngrams)}
 
 
 def expand_head(head: str, axes: dict[str, list], features: tuple[str, ...] | None = None) -> list[HeadConfig]:
@@ -202,7 +214,8 @@ def load_grid(spec: str | Path) -> Grid:
 
 
 def grid_from_dict(document: dict, source: str = "the grid") -> Grid:
-    known = {"heads", "threshold_modes", "rule_thresholds", "rule_min_support", "features", "tfidf_weights"}
+    known = {"heads", "threshold_modes", "rule_thresholds", "rule_min_support", "features", "tfidf_weights",
+             "tfidf_ngrams"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise EmbedclfError(f"{source}: unknown key {unknown[0]!r}; expected: {', '.join(sorted(known))}")
@@ -228,6 +241,7 @@ def grid_from_dict(document: dict, source: str = "the grid") -> Grid:
                     rules, document.get("rule_min_support", 5),
                     tuple(_list(document.get("features", ["embedding"]), "features", source)),
                     tuple(_list(document.get("tfidf_weights", [DEFAULT_TFIDF_WEIGHT]), "tfidf_weights", source)),
+                    tuple(_list(document.get("tfidf_ngrams", ["word"]), "tfidf_ngrams", source)),
                     source=source)
     except TypeError as exc:  # a list holding a table, say: unhashable
         raise EmbedclfError(f"{source}: {exc}") from None

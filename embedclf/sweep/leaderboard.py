@@ -123,13 +123,15 @@ def plot_leaderboard(frame, metric: str, path: Path) -> None:
 
 
 def _features(config: dict) -> str:
-    weight = config.get("tfidf_weight")
-    return config["features"] if weight is None else f"{config['features']} (tfidf_weight {weight:g})"
+    weight, ngrams = config.get("tfidf_weight"), config.get("tfidf_ngrams")
+    details = ([f"tfidf_weight {weight:g}"] if weight is not None else []) + (
+        [f"{ngrams} n-grams"] if ngrams not in (None, "word") else [])
+    return f"{config['features']} ({', '.join(details)})" if details else config["features"]
 
 
 def _short(key: str) -> str:
     """A configuration key without its ``features=embedding`` part, for an axis label."""
     for long, short in ((" | features=embedding", ""), (" | features=", " | "), ("tfidf_weight=", "w"),
-                        ("thresholds=", "thr "), ("rules=", "rules ")):
+                        (" ngrams=word+char", " +char"), ("thresholds=", "thr "), ("rules=", "rules ")):
         key = key.replace(long, short)
     return key

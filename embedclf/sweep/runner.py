@@ -182,7 +182,7 @@ def refit_best(best: dict, train, space, encoder, data_options, settings: SweepS
     record = best["configuration"]
     params = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in record["params"].items()))
     configuration = Configuration(HeadConfig(record["head"], params), record["features"], record["thresholds"],
-                                  record["rule_threshold"], record.get("tfidf_weight"))
+                                  record["rule_threshold"], record.get("tfidf_weight"), record.get("tfidf_ngrams"))
     rules = None
     if configuration.rule_threshold is not None:
         from embedclf.postprocess.model_rules import learn_rules
@@ -191,7 +191,8 @@ def refit_best(best: dict, train, space, encoder, data_options, settings: SweepS
     classifier = fit_classifier(train, build_head(configuration, settings.seed, settings.jobs), encoder,
                                 FitSettings(threshold=settings.threshold, seed=settings.seed,
                                             features=configuration.features,
-                                            tfidf_weight=configuration.tfidf_weight or DEFAULT_TFIDF_WEIGHT),
+                                            tfidf_weight=configuration.tfidf_weight or DEFAULT_TFIDF_WEIGHT,
+                                            tfidf_ngrams=configuration.tfidf_ngrams or "word"),
                                 data_options=data_options, rules=rules, say=say)
     classifier.thresholds = np.asarray(best["thresholds"], dtype=float)
     tuned = configuration.thresholds != "fixed"
