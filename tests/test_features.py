@@ -18,6 +18,12 @@ from embedclf.model import TextClassifier
 from tests.conftest import sample_texts
 from tests.test_model import GO, encoder, goemotions_slice, run
 
+GO_CLI = ["--columns", "text,labels,id", "--text-col", "text", "--label-col", "labels", "--label-sep", ","]
+
+
+def tiny_cli(tiny_model, tmp_path) -> list:
+    return ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+
 
 @pytest.mark.parametrize("features,head", [("tfidf", "svm"), ("hybrid", "logreg"), ("hybrid", "knn")])
 def test_sparse_features_round_trip_through_the_model_folder(tiny_model, tmp_path, monkeypatch, features, head):
@@ -93,8 +99,7 @@ def test_feature_settings_are_checked_once():
 
 def test_cli_hybrid_fit_predict_evaluate_and_tampering(tiny_model, tmp_path):
     train, test = goemotions_slice(tmp_path, "train", 300), goemotions_slice(tmp_path, "test", 60)
-    data = ["--columns", "text,labels,id", "--text-col", "text", "--label-col", "labels", "--label-sep", ","]
-    common = ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+    data, common = GO_CLI, tiny_cli(tiny_model, tmp_path)
     fitted = run("fit", train, "--head", "svm", "--features", "hybrid", "--tfidf-weight", "2", *data,
                  "--out", tmp_path / "model", *common)
     assert fitted.returncode == 0, fitted.stderr
@@ -200,8 +205,7 @@ def test_a_vectoriser_file_that_is_not_embedclfs_union_is_refused(tmp_path):
 
 def test_cli_fit_takes_word_and_char_ngrams_and_refuses_unknown_ones(tiny_model, tmp_path):
     train = goemotions_slice(tmp_path, "train", 200)
-    data = ["--columns", "text,labels,id", "--text-col", "text", "--label-col", "labels", "--label-sep", ","]
-    common = ["--model", tiny_model, "--cache", tmp_path / "cache", "--device", "cpu"]
+    data, common = GO_CLI, tiny_cli(tiny_model, tmp_path)
     fitted = run("fit", train, "--head", "svm", "--features", "hybrid", "--tfidf-ngrams", "word+char", *data,
                  "--out", tmp_path / "model", *common)
     assert fitted.returncode == 0, fitted.stderr
