@@ -1,7 +1,8 @@
 """Feature sets: what a head sees of a text.
 
 ``embedding`` is the sentence embedding (what every model folder before feature sets used); ``tfidf``
-a word 1-2 gram TF-IDF matrix fitted on the training texts; ``hybrid`` both side by side, the embedding
+a word 1-2 gram TF-IDF matrix fitted on the training texts (``word+char``: character 2-5 grams too, see
+:mod:`embedclf.features.tfidf`); ``hybrid`` both side by side, the embedding
 for topic and tone, TF-IDF for the rare keywords a small frozen encoder misses. TF-IDF is sparse and
 stays sparse, so only heads that take sparse input take it. ``auto``, the default, is ``hybrid`` for
 the linear heads (ahead of the embedding alone and of a tuned TF-IDF baseline on every data set of the
