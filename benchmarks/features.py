@@ -1,5 +1,6 @@
 """Feature sets against a fair TF-IDF baseline: embedding vs tfidf vs hybrid, each with the logreg and svm
-heads, beside TF-IDF + LinearSVC and TF-IDF + logistic regression in plain scikit-learn.
+heads, beside TF-IDF + LinearSVC and TF-IDF + logistic regression in plain scikit-learn; and, with word and
+character n-grams in the TF-IDF block (``--tfidf-ngrams word+char``), hybrid + svm against TF-IDF + LinearSVC.
 
     python benchmarks/features.py [--datasets goemotions,reuters,cfpb] [--cache DIR] [--out-dir benchmarks/results]
 
@@ -29,7 +30,7 @@ from benchmarks.accuracy import load_splits  # noqa: E402
 from embedclf.encode.encoder import Encoder  # noqa: E402
 from embedclf.evaluate import evaluate  # noqa: E402
 from embedclf.features.hybrid import join_blocks  # noqa: E402
-from embedclf.features.tfidf import tfidf_vectorizer  # noqa: E402
+from embedclf.features.tfidf import term_count, tfidf_vectorizer  # noqa: E402
 from embedclf.heads import make_head  # noqa: E402
 from embedclf.labels import MULTICLASS, LabelSpace, block_decisions, iter_blocks  # noqa: E402
 from embedclf.postprocess.thresholds import tune_thresholds  # noqa: E402
@@ -179,6 +180,19 @@ def margins(space, Y_test, decided: dict, rounds: int = 1000, seed: int = 0) -> 
     return out
 
 
+def word_and_char_terms(split):
+    """The three splits' TF-IDF blocks with word and character n-grams (``fit --tfidf-ngrams word+char``), the
+    vectoriser's fit and test-transform seconds, and its term count."""
+    vectorizer = tfidf_vectorizer("word+char")
+    start = time.perf_counter()
+    vectorizer.fit(split.train.texts)
+    fit_seconds = time.perf_counter() - start
+    terms = [vectorizer.transform(d.texts) for d in (split.train, split.valid, split.test)]
+    start = time.perf_counter()
+    vectorizer.transform(split.test.texts)
+    return terms, fit_seconds, time.perf_counter() - start, term_count(vectorizer)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="goemotions,reuters,cfpb")
@@ -216,17 +230,29 @@ def main() -> None:
                    if (f, h) != ("tfidf", "logreg")]  # the same LogisticRegression per label as the LR baseline
         configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", terms,
                      (lambda C, k=k: Baseline(k, C)), True) for k in ("svm", "logreg")]
+        # word and character n-grams on both sides: the best hybrid's and the strongest classic baseline's
+        configs += [("hybrid word+char + svm", "hybrid word+char", lambda C: make_head("svm", C=C), True),
+                    ("baseline TF-IDF word+char + LinearSVC svm", "tfidf word+char", lambda C: Baseline("svm", C),
+                     True)]
         if args.methods:
             configs = [c for c in configs if c[0].startswith(tuple(m.strip() for m in args.methods.split(",")))]
-        for label, (X, X_valid, X_test), make, uses_tfidf in configs:
+        if any(isinstance(c[1], str) for c in configs):
+            char_terms, char_fit, char_predict, char_count = word_and_char_terms(split)
+            features["tfidf word+char"] = char_terms
+            features["hybrid word+char"] = [join_blocks(d, t, sparse_weight=args.tfidf_weight)
+                                            for d, t in zip(dense, char_terms)]
+        for label, blocks, make, uses_tfidf in configs:
+            char = isinstance(blocks, str)
+            X, X_valid, X_test = features[blocks] if char else blocks
             print(f"   {label}", flush=True)
+            extra_fit, extra_predict = (char_fit, char_predict) if char else (tfidf_fit, tfidf_predict)
             decided[label], row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
-                                             tfidf_fit if uses_tfidf else 0.0, tfidf_predict if uses_tfidf else 0.0)
+                                             extra_fit if uses_tfidf else 0.0, extra_predict if uses_tfidf else 0.0)
             rows.append({"dataset": split.name, "method": label.replace(" svm", "").replace(" logreg", "")
                          if label.startswith("baseline") else label, **row,
                          "train_rows": len(split.train.texts), "test_rows": len(split.test.texts),
-                         "tfidf_terms": len(vectorizer.vocabulary_), "tfidf_weight": args.tfidf_weight,
-                         "model": str(encoder.settings.model)})
+                         "tfidf_terms": char_count if char else len(vectorizer.vocabulary_),
+                         "tfidf_weight": args.tfidf_weight, "model": str(encoder.settings.model)})
             print(f"      -> C={row['C']} test {json.dumps(row['test']['tuned (micro)'])}", flush=True)
         results["quick"] = args.quick
         measured = {(r["dataset"], r["method"]) for r in rows}

@@ -4,10 +4,13 @@ fine-tune column). Measures nothing."""
 from __future__ import annotations
 
 METHODS = ("embedding + logreg", "embedding + svm", "tfidf + logreg", "tfidf + svm", "hybrid + logreg",
-           "hybrid + svm", "baseline TF-IDF + LinearSVC", "baseline TF-IDF + logistic regression")
+           "hybrid + svm", "hybrid word+char + svm", "baseline TF-IDF + LinearSVC",
+           "baseline TF-IDF + logistic regression", "baseline TF-IDF word+char + LinearSVC")
 SHORT = {"embedding + logreg": "emb LR", "embedding + svm": "emb SVM", "tfidf + logreg": "tfidf LR",
          "tfidf + svm": "tfidf SVM", "hybrid + logreg": "hybrid LR", "hybrid + svm": "hybrid SVM",
-         "baseline TF-IDF + LinearSVC": "baseline LinearSVC", "baseline TF-IDF + logistic regression": "baseline LR"}
+         "hybrid word+char + svm": "hybrid SVM, word+char", "baseline TF-IDF + LinearSVC": "baseline LinearSVC",
+         "baseline TF-IDF + logistic regression": "baseline LR",
+         "baseline TF-IDF word+char + LinearSVC": "baseline LinearSVC, word+char"}
 
 
 def _cells(row: dict) -> dict:
@@ -57,7 +60,9 @@ def render(features: dict, finetune: dict | None = None) -> list[str]:
              "margin has to clear. **Bold**: the best of the row; the "
              "fine-tune column (from `finetune.json`, its largest run, trained on its own slice) is not ranked. "
              "`tfidf + logreg` is the same LogisticRegression per label as the LR baseline (the same scores), so "
-             "it is not fitted twice: see the baseline LR column.", ""]
+             "it is not fitted twice: see the baseline LR column. The two `word+char` columns add character 2-5 "
+             "grams beside the words in the TF-IDF block (`fit --tfidf-ngrams word+char`), on embedclf's side "
+             "and on the baseline's: the margin is against the best baseline, this stronger one included.", ""]
     if features.get("quick") or any(r.get("sampled") for r in rows):
         lines += ["*Seeded samples of the splits (accuracy.py's quick samples): see the rows per data set.*", ""]
     if features.get("note"):
