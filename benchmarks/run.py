@@ -31,11 +31,12 @@ def step(title: str, command: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules,accuracy,features,finetune,encode,backends,ray,serve,sweep")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules, accuracy, features, "
+                        "char_ngrams, finetune, encode, backends, ray, serve, sweep")
     parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
-    skip = set(filter(None, args.skip.split(",")))
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     suffix = "-quick" if args.quick else ""  # a quick run never overwrites the committed full results
     (BENCH / f"figures{suffix}").mkdir(exist_ok=True)
     if "rules" not in skip:
@@ -51,6 +52,9 @@ def main() -> None:
     if "features" not in skip:
         step("feature sets vs a tuned TF-IDF baseline", [python, str(BENCH / "features.py"), *quick,
                                                           "--name", f"features{suffix}"])
+    if "char_ngrams" not in skip:
+        step("character n-grams in the TF-IDF block", [python, str(BENCH / "char_ngrams.py"), *quick, "--out",
+                                                        str(BENCH / "results" / f"char_ngrams{suffix}.json")])
     if "finetune" not in skip:
         step("fine-tune vs heads", [python, str(BENCH / "finetune.py"), *quick, "--budget-minutes",
                                     args.finetune_minutes])
