@@ -92,7 +92,7 @@ def fit(
     ensemble: Annotated[Optional[int], _head_option("Number of chains averaged.")] = None,
     jobs: Annotated[Optional[int], _head_option("Processes fitting a multi-label target's labels in parallel "
                                                 "(logreg, svm; -1: every core).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (splits, MLP, chains).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, MLP, chains, the svm's solver).")] = 0,
     cooccur: Annotated[Optional[Path], typer.Option(
         help="Co-occurrence rules (from embedclf cooccur) to store with the model and apply to its predictions.",
         rich_help_panel=DECIDE)] = None,

@@ -64,7 +64,8 @@ class ChainHead(EstimatorPerBlockHead):
     no_sample_weight_reason = ": ClassifierChain passes it to its links only under metadata routing"
 
     def _base(self):
-        return LogisticRegression(C=self.C, max_iter=1000) if self.base == "logreg" else LinearSVC(C=self.C)
+        return (LogisticRegression(C=self.C, max_iter=1000) if self.base == "logreg"
+                else LinearSVC(C=self.C, random_state=self.random_state))
 
     def _orders(self, Y, rng):
         first = {"random": None, "frequency": np.argsort(-Y.sum(axis=0), kind="stable"),

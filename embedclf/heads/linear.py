@@ -122,26 +122,33 @@ class SVMHead(_PerBlockHead):
 
     A label needs at least two positive examples to be calibrated; rarer labels keep their
     training rate as their probability (``uncalibrated_labels_`` counts them). ``n_jobs`` processes fit a
-    multi-label block's labels in parallel. ``class_weight``
+    multi-label block's labels in parallel. ``random_state`` seeds liblinear's coordinate order (the dual
+    solver it takes on wide, sparse features), so a refit gives the same model. ``class_weight``
     and ``sample_weight`` weigh the rows of both the SVM and its calibration: weighting only the
     SVM would shift its margins and the calibration would shift them back.
     """
 
     _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "class_weight": CLASS_WEIGHT,
-                              "calibration_folds": [Interval(Integral, 2, None, closed="left")], "n_jobs": N_JOBS}
+                              "calibration_folds": [Interval(Integral, 2, None, closed="left")], "n_jobs": N_JOBS,
+                              "random_state": ["random_state"]}
     supports_sample_weight = True
+    random_state = None  # what heads saved before it was a parameter read (they were fitted unseeded)
 
-    def __init__(self, C=0.5, class_weight=None, calibration_folds=3, n_jobs=None):
+    def __init__(self, C=0.5, class_weight=None, calibration_folds=3, n_jobs=None, random_state=0):
         self.C = C
         self.class_weight = class_weight
         self.calibration_folds = calibration_folds
         self.n_jobs = n_jobs
+        self.random_state = random_state
 
     def fit(self, X, y, layout=None, sample_weight=None):
         return super().fit(X, y, layout=layout, sample_weight=sample_weight)
 
+    def _svm(self):
+        return LinearSVC(C=self.C, random_state=self.random_state)
+
     def _estimator(self, folds=None):
-        return CalibratedClassifierCV(LinearSVC(C=self.C), method="sigmoid", cv=folds or self.calibration_folds)
+        return CalibratedClassifierCV(self._svm(), method="sigmoid", cv=folds or self.calibration_folds)
 
     def _row_weights(self, y, sample_weight):
         """``sample_weight`` times the weight of each row's class (``None`` when neither is set)."""
@@ -170,7 +177,7 @@ class SVMHead(_PerBlockHead):
         from sklearn.frozen import FrozenEstimator
 
         self.in_sample_calibration_ = True
-        svm = LinearSVC(C=self.C).fit(X, y, **_weights(weight))
+        svm = self._svm().fit(X, y, **_weights(weight))
         with warnings.catch_warnings():  # the SVM is already fitted with these weights: the calibration uses them
             warnings.filterwarnings("ignore", "Since FrozenEstimator does not appear to accept sample_weight")
             return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid").fit(X, y, **_weights(weight))
