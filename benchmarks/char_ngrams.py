@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import load_splits  # noqa: E402
-from benchmarks.features import run_config  # noqa: E402
+from benchmarks.features import run_config, tfidf_blocks  # noqa: E402
 from embedclf.encode.encoder import Encoder  # noqa: E402
 from embedclf.features.hybrid import join_blocks  # noqa: E402
-from embedclf.features.tfidf import CHAR_DEFAULTS, tfidf_vectorizer  # noqa: E402
+from embedclf.features.tfidf import CHAR_DEFAULTS  # noqa: E402
 from embedclf.heads import make_head  # noqa: E402
 from embedclf.labels import LabelSpace  # noqa: E402
 
@@ -46,19 +45,13 @@ def main() -> None:
         Y, Y_valid, Y_test = (space.encode(d)[0] for d in (split.train, split.valid, split.test))
         dense = [encoder.encode(d.texts) for d in (split.train, split.valid, split.test)]
         for kind in ("word", "word+char"):
-            start = time.perf_counter()
-            fitted = tfidf_vectorizer(kind).fit(split.train.texts)
-            vectorizer_fit = time.perf_counter() - start
-            terms = [fitted.transform(d.texts) for d in (split.train, split.valid, split.test)]
-            start = time.perf_counter()
-            fitted.transform(split.test.texts)
-            vectorizer_predict = time.perf_counter() - start
-            hybrid = [join_blocks(d, t) for d, t in zip(dense, terms)]
+            blocks = tfidf_blocks(split, kind)
+            terms, hybrid = blocks.terms, [join_blocks(d, t) for d, t in zip(dense, blocks.terms)]
             for label, (X, X_valid, X_test) in (("hybrid + svm", hybrid), ("hybrid + logreg", hybrid),
                                                 ("tfidf + svm", terms)):
                 print(f"   {kind}: {label} ({X.shape[1]} columns, {X.nnz} stored values)", flush=True)
                 _, row = run_config(space, label, lambda C, h=label.split()[-1]: make_head(h, C=C),
-                                    X, Y, X_valid, Y_valid, X_test, Y_test, vectorizer_fit, vectorizer_predict)
+                                    X, Y, X_valid, Y_valid, X_test, Y_test, blocks.fit_seconds, blocks.predict_seconds)
                 row.pop("cooccurrence")
                 results["rows"].append({"dataset": split.name, "tfidf": kind, "method": label, **row,
                                         "columns": int(X.shape[1]), "stored_values": int(X.nnz),
@@ -85,8 +78,8 @@ def render(result: dict) -> list[str]:
     lines = ["", "### Character n-grams in the TF-IDF block (`python benchmarks/char_ngrams.py`)", "",
              f"{sampled}, as in the feature-set table (C from the same grid on validation, thresholds tuned on "
              "validation): word 1-2 grams against `fit --tfidf-ngrams word+char` (character 2-5 grams within "
-             "words beside them). Fit seconds (at the C chosen) include the vectoriser; they come from this run, not a quiet timing. "
-             "Prediction: vectoriser and head per 1,000 test texts (encoding left out).", "",
+             "words beside them). Fit seconds (at the C chosen) include the vectoriser; they come from this run, "
+             "not a quiet timing. Prediction: vectoriser and head per 1,000 test texts (encoding left out).", "",
              "| data set | method | metric | word | word+char | difference | fit s word / word+char "
              "| predict ms per 1k word / word+char |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for (dataset, method, kind), word in rows.items():

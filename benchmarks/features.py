@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -180,17 +181,24 @@ def margins(space, Y_test, decided: dict, rounds: int = 1000, seed: int = 0) -> 
     return out
 
 
-def word_and_char_terms(split):
-    """The three splits' TF-IDF blocks with word and character n-grams (``fit --tfidf-ngrams word+char``), the
-    vectoriser's fit and test-transform seconds, and its term count."""
-    vectorizer = tfidf_vectorizer("word+char")
+class TfidfBlocks(NamedTuple):
+    terms: list  # the train, validation and test blocks
+    fit_seconds: float
+    predict_seconds: float  # the test split's transform
+    count: int  # terms (columns)
+
+
+def tfidf_blocks(split, ngrams: str = "word") -> TfidfBlocks:
+    """The three splits' TF-IDF blocks as ``fit --tfidf-ngrams NGRAMS`` builds them, with the vectoriser's
+    fit and test-transform seconds and its term count."""
+    vectorizer = tfidf_vectorizer(ngrams)
     start = time.perf_counter()
     vectorizer.fit(split.train.texts)
     fit_seconds = time.perf_counter() - start
     terms = [vectorizer.transform(d.texts) for d in (split.train, split.valid, split.test)]
     start = time.perf_counter()
     vectorizer.transform(split.test.texts)
-    return terms, fit_seconds, time.perf_counter() - start, term_count(vectorizer)
+    return TfidfBlocks(terms, fit_seconds, time.perf_counter() - start, term_count(vectorizer))
 
 
 def main() -> None:
@@ -215,43 +223,37 @@ def main() -> None:
         space = LabelSpace.from_dataset(split.train)
         Y, Y_valid, Y_test = (space.encode(d)[0] for d in (split.train, split.valid, split.test))
         dense = [encoder.encode(d.texts) for d in (split.train, split.valid, split.test)]
-        start = time.perf_counter()
-        vectorizer = tfidf_vectorizer().fit(split.train.texts)
-        tfidf_fit = time.perf_counter() - start
-        terms = [vectorizer.transform(d.texts) for d in (split.train, split.valid, split.test)]
-        start = time.perf_counter()
-        vectorizer.transform(split.test.texts)
-        tfidf_predict = time.perf_counter() - start
+        tfidf = {"word": tfidf_blocks(split)}
+        terms = tfidf["word"].terms
         features = {"embedding": dense, "tfidf": terms,
                     "hybrid": [join_blocks(d, t, sparse_weight=args.tfidf_weight) for d, t in zip(dense, terms)]}
         rows, decided = [], {}
-        configs = [(f"{f} + {h}", features[f], (lambda C, h=h: make_head(h, C=C)), f != "embedding")
+        configs = [(f"{f} + {h}", f, (lambda C, h=h: make_head(h, C=C)))
                    for f in FEATURE_SETS for h in ("logreg", "svm")
                    if (f, h) != ("tfidf", "logreg")]  # the same LogisticRegression per label as the LR baseline
-        configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", terms,
-                     (lambda C, k=k: Baseline(k, C)), True) for k in ("svm", "logreg")]
+        configs += [(f"baseline TF-IDF + {'LinearSVC' if k == 'svm' else 'logistic regression'} {k}", "tfidf",
+                     (lambda C, k=k: Baseline(k, C))) for k in ("svm", "logreg")]
         # word and character n-grams on both sides: the best hybrid's and the strongest classic baseline's
-        configs += [("hybrid word+char + svm", "hybrid word+char", lambda C: make_head("svm", C=C), True),
-                    ("baseline TF-IDF word+char + LinearSVC svm", "tfidf word+char", lambda C: Baseline("svm", C),
-                     True)]
+        configs += [("hybrid word+char + svm", "hybrid word+char", lambda C: make_head("svm", C=C)),
+                    ("baseline TF-IDF word+char + LinearSVC svm", "tfidf word+char", lambda C: Baseline("svm", C))]
         if args.methods:
             configs = [c for c in configs if c[0].startswith(tuple(m.strip() for m in args.methods.split(",")))]
-        if any(isinstance(c[1], str) for c in configs):
-            char_terms, char_fit, char_predict, char_count = word_and_char_terms(split)
-            features["tfidf word+char"] = char_terms
+        if any(key.endswith("word+char") for _, key, _ in configs):
+            tfidf["word+char"] = tfidf_blocks(split, "word+char")
+            features["tfidf word+char"] = tfidf["word+char"].terms
             features["hybrid word+char"] = [join_blocks(d, t, sparse_weight=args.tfidf_weight)
-                                            for d, t in zip(dense, char_terms)]
-        for label, blocks, make, uses_tfidf in configs:
-            char = isinstance(blocks, str)
-            X, X_valid, X_test = features[blocks] if char else blocks
+                                            for d, t in zip(dense, tfidf["word+char"].terms)]
+        for label, key, make in configs:
+            X, X_valid, X_test = features[key]
+            block = None if key == "embedding" else tfidf["word+char" if key.endswith("word+char") else "word"]
             print(f"   {label}", flush=True)
-            extra_fit, extra_predict = (char_fit, char_predict) if char else (tfidf_fit, tfidf_predict)
             decided[label], row = run_config(space, label, make, X, Y, X_valid, Y_valid, X_test, Y_test,
-                                             extra_fit if uses_tfidf else 0.0, extra_predict if uses_tfidf else 0.0)
+                                             block.fit_seconds if block else 0.0,
+                                             block.predict_seconds if block else 0.0)
             rows.append({"dataset": split.name, "method": label.replace(" svm", "").replace(" logreg", "")
                          if label.startswith("baseline") else label, **row,
                          "train_rows": len(split.train.texts), "test_rows": len(split.test.texts),
-                         "tfidf_terms": char_count if char else len(vectorizer.vocabulary_),
+                         "tfidf_terms": (block or tfidf["word"]).count,
                          "tfidf_weight": args.tfidf_weight, "model": str(encoder.settings.model)})
             print(f"      -> C={row['C']} test {json.dumps(row['test']['tuned (micro)'])}", flush=True)
         results["quick"] = args.quick
