@@ -54,6 +54,42 @@ def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tiny_model, tmp
     np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), np.load(tmp_path / "Y.npy"))
 
 
+# a command whose Ctrl-C lands while a weakref callback runs (as one did in CI, inside WeakValueDictionary's
+# remove during garbage collection): Python cannot raise it there, prints it as "Exception ignored" with a
+# traceback, and carries on
+LOST_INTERRUPT_CLI = """
+import gc, sys, time, weakref
+sys.path.insert(0, {root!r})
+from embedclf.cli import app, main
+
+class Thing:
+    pass
+
+def interrupted_in_callback(reference):
+    raise KeyboardInterrupt
+
+@app.command("lost-interrupt")
+def lost_interrupt() -> None:
+    thing = Thing()
+    reference = weakref.ref(thing, interrupted_in_callback)
+    del thing
+    gc.collect()
+    for _ in range(200):  # the rest of the command's work
+        time.sleep(0.01)
+    print("finished the work after Ctrl-C", file=sys.stderr)
+
+main()
+"""
+
+
+def test_ctrl_c_swallowed_by_a_finaliser_still_ends_the_command_with_130():
+    result = subprocess.run([sys.executable, "-c", LOST_INTERRUPT_CLI.format(root=str(ROOT)), "lost-interrupt"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "finished the work" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("embedclf: interrupted")
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

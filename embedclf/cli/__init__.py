@@ -2,13 +2,16 @@
 
 ``main`` is the one place that turns failures into exit statuses: a usage error prints click's short
 usage message (exit 2), an ``EmbedclfError`` one ``embedclf: error: ...`` line (exit 2), Ctrl-C one
-line (exit 130). Anything else is a bug and keeps its traceback. typer vendors click as
-``typer._click``: its exceptions are the ones raised here, not the separate ``click`` package's.
+line (exit 130), even one that Python would have lost in a finaliser. Anything else is a bug and keeps its
+traceback. typer vendors click as ``typer._click``: its exceptions are the ones raised here, not the separate
+``click`` package's.
 """
 
 from __future__ import annotations
 
+import _thread
 import sys
+import threading
 from typing import Annotated, Optional
 
 import typer
@@ -39,11 +42,47 @@ def _register() -> None:
     from embedclf.cli import classify, cooccur, finetune, serve, sweep  # noqa: F401
 
 
+class _LostInterrupts:
+    """Catches the Ctrl-C that Python cannot raise: one that lands while a weakref callback or finaliser runs
+    (garbage collection can start one anywhere) is printed as "Exception ignored", traceback and all, and the
+    command carries on. This raises it again in the main thread, where it ends the command as any Ctrl-C does;
+    ``seen`` still says so where it cannot be raised again (SIGINT not Python's to handle)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._timers: list[threading.Timer] = []
+
+    def __enter__(self) -> _LostInterrupts:
+        self._previous, sys.unraisablehook = sys.unraisablehook, self._hook
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        sys.unraisablehook = self._previous
+        for timer in self._timers:  # the command has ended: nothing is left to interrupt
+            timer.cancel()
+
+    def _hook(self, unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.seen = True
+            # from another thread, a moment later: raised now, it would land in this hook and be lost again
+            timer = threading.Timer(0.05, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
+        else:
+            self._previous(unraisable)
+
+
 def main() -> None:
     _register()
+    with _LostInterrupts() as lost:
+        _run(lost)
+
+
+def _run(lost: _LostInterrupts) -> None:
     try:
         code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130, and typer.Exit into its code
-        if code == INTERRUPTED:
+        if code == INTERRUPTED or lost.seen:
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
