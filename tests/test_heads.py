@@ -131,6 +131,19 @@ def test_svm_keeps_classes_too_rare_for_cross_validated_calibration():
     np.testing.assert_allclose(head.predict_proba(X).sum(axis=1), 1, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [2, 3, 4])
+def test_svm_fits_a_handful_of_rows_and_ranks_each_rows_class_first(rows, tmp_path):
+    X, _, _ = signal(rows)
+    y = np.arange(rows) % 2 if rows == 4 else np.arange(rows)  # one or two examples a class
+    head = make_head("svm").fit(X, y)
+    assert head.in_sample_calibration_
+    proba = head.predict_proba(X)
+    np.testing.assert_array_equal(proba.argmax(axis=1), y)
+    skops.io.dump(head, tmp_path / "head.skops")  # the in-sample folds are plain arrays: the model folder loads them
+    loaded = skops.io.load(tmp_path / "head.skops", trusted=skops.io.get_untrusted_types(file=tmp_path / "head.skops"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), proba)
+
+
 BAD_FIT_INPUT = {  # what the heads did before they validated with scikit-learn
     "1-D X": (lambda X, y: (X[:, 0], y), ValueError, "Expected 2D array"),  # IndexError
     "continuous y": (lambda X, y: (X, X[:, 0]), ValueError, "Unknown label type: continuous"),  # 60 classes

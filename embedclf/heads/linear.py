@@ -180,7 +180,10 @@ class SVMHead(_PerBlockHead):
         svm = self._svm().fit(X, y, **_weights(weight))
         with warnings.catch_warnings():  # the SVM is already fitted with these weights: the calibration uses them
             warnings.filterwarnings("ignore", "Since FrozenEstimator does not appear to accept sample_weight")
-            return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid").fit(X, y, **_weights(weight))
+            # over a frozen SVM any partition gives its in-sample margins; the default 5 folds need 5 rows
+            folds = None if len(y) >= 5 else [(np.arange(len(y)), np.arange(len(y)))]
+            return CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid", cv=folds).fit(
+                X, y, **_weights(weight))
 
     def _fit_label(self, X, y, sample_weight=None):
         folds = int(min(self.calibration_folds, y.sum(), len(y) - y.sum()))
