@@ -50,7 +50,9 @@ class Baseline:
         from sklearn.linear_model import LogisticRegression
         from sklearn.svm import LinearSVC
 
-        return LinearSVC(C=self.C) if self.kind == "svm" else LogisticRegression(C=self.C, max_iter=1000)
+        # seeded as embedclf's svm head is: liblinear's dual solver visits coordinates in a random order
+        return (LinearSVC(C=self.C, random_state=0) if self.kind == "svm"
+                else LogisticRegression(C=self.C, max_iter=1000))
 
     def fit(self, X, Y, layout):
         self.layout_, self.models_ = layout, []
@@ -88,10 +90,12 @@ def headline(space, Y, scores, thresholds) -> float:
     return float(np.mean(values))
 
 
-def run_config(space, name, make, X, Y, X_valid, Y_valid, X_test, Y_test, extra_fit: float, extra_predict: float):
-    """Fit every C of the grid, keep the best on validation, score it on test."""
+def run_config(space, name, make, X, Y, X_valid, Y_valid, X_test, Y_test, extra_fit: float, extra_predict: float,
+               grid: tuple[float, ...] | None = None):
+    """Fit every C of the grid (``grid``, or the head's in ``GRIDS``), keep the best on validation, score it on
+    test."""
     best = None
-    for C in GRIDS[name.split()[-1]]:
+    for C in grid or GRIDS[name.split()[-1]]:
         start = time.perf_counter()
         model = make(C).fit(X, Y, layout=space.layout)
         seconds = time.perf_counter() - start

@@ -278,6 +278,11 @@ def main() -> None:
         from benchmarks.fit_time import render as render_fit_time
 
         lines += render_fit_time(fit_time)
+    defaults = _load(results, f"defaults{suffix}.json")
+    if defaults is not None:
+        from benchmarks.defaults import render as render_defaults
+
+        lines += render_defaults(defaults)
     tfidf_weight = _load(results, f"tfidf_weight{suffix}.json")
     if tfidf_weight is not None:
         from benchmarks.tfidf_weight import render as render_tfidf_weight

@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="samples only; about 10 minutes")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: rules, accuracy, features, "
-                        "char_ngrams, finetune, encode, backends, ray, serve, sweep")
+                        "defaults, char_ngrams, finetune, encode, backends, ray, serve, sweep")
     parser.add_argument("--finetune-minutes", default="20", help="budget of the largest fine-tune run")
     args = parser.parse_args()
     python, quick = sys.executable, ["--quick"] if args.quick else []
@@ -52,6 +52,8 @@ def main() -> None:
     if "features" not in skip:
         step("feature sets vs a tuned TF-IDF baseline", [python, str(BENCH / "features.py"), *quick,
                                                           "--name", f"features{suffix}"])
+    if "defaults" not in skip:
+        step("each head at its defaults vs the tuned baseline", [python, str(BENCH / "defaults.py"), *quick])
     if "char_ngrams" not in skip:
         step("character n-grams in the TF-IDF block", [python, str(BENCH / "char_ngrams.py"), *quick, "--out",
                                                         str(BENCH / "results" / f"char_ngrams{suffix}.json")])

@@ -168,6 +168,10 @@ def fit_classifier(train: Dataset, head, encoder: Encoder, settings: FitSettings
     tried = f" at {len(classifier.info['tfidf_weight']['tried'])} TF-IDF weights" if tune_weight else ""
     say(f"fitted {type(head).__name__} on {len(texts):,} x {classifier.head.n_features_in_}{tried} "
         f"in {fit_seconds:.1f}s")
+    uncalibrated = getattr(classifier.head, "uncalibrated_labels_", 0)
+    if uncalibrated:
+        say(f"{uncalibrated} label(s) have fewer than 2 examples on one side: the svm cannot calibrate them, so they "
+            f"keep their training rate (--head logreg fits them)")
     classifier.info |= {"train_rows": len(texts), "fit_seconds": round(fit_seconds, 3)}
     if valid_texts is not None and X_valid is None:
         X_valid = classifier.embed(valid_texts)

@@ -60,7 +60,9 @@ ModelBatch = Annotated[Optional[int], typer.Option(min=1, help="Texts per forwar
 def fit(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, TSV, JSON lines, Parquet).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
-    head: Annotated[HeadName, _head_option("The classifier fitted on the embeddings.")] = "logreg",
+    head: Annotated[HeadName, _head_option(
+        "The classifier fitted on the features. svm (Platt-calibrated linear SVM) is ahead of the tuned TF-IDF "
+        "baseline on every benchmark data set at its defaults; logreg is quicker on large multi-label data.")] = "svm",
     features: Annotated[FeatureSet, _head_option(
         "What the head sees: the sentence embedding, a word 1-2 gram TF-IDF fitted on TRAIN, or both side by side "
         "(hybrid; tfidf and hybrid need logreg, svm or knn). auto: hybrid for logreg and svm, the embedding for "
