@@ -83,8 +83,10 @@ main()
 
 
 def test_ctrl_c_swallowed_by_a_finaliser_still_ends_the_command_with_130():
+    # as a terminal's command would meet Ctrl-C: with SIGINT's default disposition (see the test above)
     result = subprocess.run([sys.executable, "-c", LOST_INTERRUPT_CLI.format(root=str(ROOT)), "lost-interrupt"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert result.returncode == 130, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "finished the work" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("embedclf: interrupted")
