@@ -144,6 +144,23 @@ def test_svm_fits_a_handful_of_rows_and_ranks_each_rows_class_first(rows, tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(X), proba)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_svm_scores_each_label_as_its_calibrated_classifier_does(sparse):
+    from embedclf.heads.linear import platt_scores
+
+    X, _, Y = signal(300)
+    X = scipy.sparse.csr_matrix(X) if sparse else X
+    head = make_head("svm").fit(X, Y)
+    scores = head.predict_proba(X)
+    fitted = [(j, e) for j, e in enumerate(head.estimators_[0]) if e is not None]
+    assert len(fitted) == Y.shape[1]
+    for j, calibrated in fitted:  # scikit-learn's own answer, fold by fold
+        np.testing.assert_allclose(scores[:, j], calibrated.predict_proba(X)[:, 1], rtol=1e-6, atol=1e-7)
+    j, calibrated = fitted[0]
+    calibrated.calibrated_classifiers_[0].method = "isotonic"  # not what it knows: scikit-learn answers
+    np.testing.assert_allclose(platt_scores(calibrated, X), calibrated.predict_proba(X)[:, 1])
+
+
 BAD_FIT_INPUT = {  # what the heads did before they validated with scikit-learn
     "1-D X": (lambda X, y: (X[:, 0], y), ValueError, "Expected 2D array"),  # IndexError
     "continuous y": (lambda X, y: (X, X[:, 0]), ValueError, "Unknown label type: continuous"),  # 60 classes

