@@ -29,7 +29,8 @@ from embedclf.heads import make_head  # noqa: E402
 from embedclf.labels import LabelSpace  # noqa: E402
 
 HEADS = ("svm", "logreg")  # the default head first
-BASELINE = "baseline TF-IDF + LinearSVC svm"
+BASELINE = "baseline TF-IDF + LinearSVC svm"  # features.py's config label: its last word picks the C grid
+BASELINE_METHOD = BASELINE.removesuffix(" svm")  # the method its rows are stored under, as in features.json
 
 
 def main() -> None:
@@ -58,8 +59,8 @@ def main() -> None:
             decided[label], row = run_config(space, label, make, X, Y, X_valid,
                                              Y_valid, X_test, Y_test, tfidf.fit_seconds, tfidf.predict_seconds, grid)
             row.pop("cooccurrence")
-            result["rows"].append({"dataset": split.name, "method": label.removesuffix(" svm")
-                                   if label == BASELINE else label, **row})
+            result["rows"].append({"dataset": split.name, "method": BASELINE_METHOD if label == BASELINE else label,
+                                   **row})
         result["margins"][split.name] = {head: margins(space, Y_test, {f"{head} at its defaults":
                                                                        decided[f"{head} at its defaults"],
                                                                        BASELINE: decided[BASELINE]})
@@ -81,7 +82,7 @@ def render(result: dict) -> list[str]:
     for dataset, per_head in result["margins"].items():
         for metric in per_head[HEADS[0]]:
             cells = [per_head[h][metric] for h in HEADS]
-            base = _test_figure(result, dataset, BASELINE.removesuffix(" svm"), metric)
+            base = _test_figure(result, dataset, BASELINE_METHOD, metric)
             scores = [_test_figure(result, dataset, f"{h} at its defaults", metric) for h in HEADS]
             lines.append(f"| {dataset} | {metric} | " + " | ".join(f"{s:.4f}" for s in scores) + f" | {base:.4f} | "
                          + " | ".join(f"{100 * c['difference']:+.1f} ({100 * c['ci95'][0]:+.1f} to "
